@@ -1,0 +1,94 @@
+/*
+ * mmws — low-latency WebSocket client library.
+ *
+ * common.h: the export macro, the version, and the error codes every layer
+ * returns. Functions return 0 (or a non-negative count) on success and a
+ * negative MMWS_E* code on failure; mmws_strerror() names the code. Objects
+ * that can fail later also keep a human-readable detail string.
+ */
+#ifndef MMWS_COMMON_H
+#define MMWS_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(MMWS_STATIC)
+#define MMWS_API
+#elif defined(MMWS_BUILDING)
+#define MMWS_API __attribute__((visibility("default")))
+#else
+#define MMWS_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MMWS_VERSION_MAJOR 0
+#define MMWS_VERSION_MINOR 1
+#define MMWS_VERSION_PATCH 0
+#define MMWS_VERSION_STRING "0.1.0"
+
+/*
+ * Error codes, grouped by kind. The numeric values are part of the ABI:
+ * new codes are appended inside their group, never renumbered.
+ */
+typedef enum mmws_error {
+    MMWS_OK = 0,
+
+    /* generic: -1 .. -19 */
+    MMWS_EINVAL = -1,       /* an argument is invalid (NULL, out of range) */
+    MMWS_ENOMEM = -2,       /* an allocation failed */
+    MMWS_ENOSPC = -3,       /* the caller's output buffer is too small */
+    MMWS_EINCOMPLETE = -4,  /* more input is needed; not a failure */
+    MMWS_ESYS = -5,         /* a system call failed (see errno / detail) */
+    MMWS_ERANGE = -6,       /* a value exceeds a configured bound */
+
+    /* URL: -20 .. -39 */
+    MMWS_EURL_SCHEME = -20,    /* scheme is not wss:// (or ws://) */
+    MMWS_EURL_PLAINTEXT = -21, /* ws:// given but plaintext not allowed */
+    MMWS_EURL_HOST = -22,      /* host empty or malformed */
+    MMWS_EURL_PORT = -23,      /* port empty, not a number, or not 1..65535 */
+    MMWS_EURL_CHAR = -24,      /* space, control or non-ASCII character */
+    MMWS_EURL_TOOLONG = -25,   /* URL longer than the configured maximum */
+    MMWS_EURL_USERINFO = -26,  /* user:password@ is not supported */
+    MMWS_EURL_FRAGMENT = -27,  /* #fragment is not allowed (RFC 6455 3) */
+
+    /* handshake: -40 .. -59 */
+    MMWS_EHS_HEADER = -40,     /* user header name/value invalid (CR, LF, NUL,
+                                  not a token, or a reserved header) */
+    MMWS_EHS_MALFORMED = -41,  /* response is not valid HTTP/1.1 */
+    MMWS_EHS_TOOBIG = -42,     /* response header exceeds the bound */
+    MMWS_EHS_STATUS = -43,     /* status is not 101 (code in the parser) */
+    MMWS_EHS_UPGRADE = -44,    /* Upgrade header missing or not websocket */
+    MMWS_EHS_CONNECTION = -45, /* Connection header lacks "upgrade" */
+    MMWS_EHS_ACCEPT = -46,     /* Sec-WebSocket-Accept missing or wrong */
+    MMWS_EHS_PROTOCOL = -47,   /* server chose a subprotocol not offered */
+    MMWS_EHS_EXTENSION = -48,  /* server chose an extension not offered */
+    MMWS_EHS_SUBPROTOCOL = -49,/* a requested subprotocol is not a token */
+
+    /* frames and messages: -60 .. -79 */
+    MMWS_EPROTO = -60,       /* RFC 6455 protocol violation (close 1002) */
+    MMWS_ETOOBIG = -61,      /* frame or message over the maximum (1009) */
+    MMWS_EUTF8 = -62,        /* invalid UTF-8 in text or reason (1007) */
+    MMWS_ECLOSECODE = -63,   /* close code not valid on the wire */
+    MMWS_EOPCODE = -64       /* opcode not valid for this call */
+} mmws_error;
+
+/*
+ * Returns a static, human-readable description of an MMWS_E* code, or
+ * "unknown error" for a value that is not one. Never NULL.
+ */
+MMWS_API const char *mmws_strerror(int code);
+
+/* Returns the name of the code's constant ("MMWS_EPROTO"), never NULL. */
+MMWS_API const char *mmws_errname(int code);
+
+/* Returns MMWS_VERSION_STRING of the library actually linked. */
+MMWS_API const char *mmws_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MMWS_COMMON_H */

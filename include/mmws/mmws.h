@@ -1,0 +1,8 @@
+/* mmws.h — umbrella header: includes every public header of mmws. */
+#ifndef MMWS_H
+#define MMWS_H
+
+#include <mmws/common.h>
+#include <mmws/codec.h>
+
+#endif /* MMWS_H */

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# bench.sh — `make bench`: runs every bench_* program of the release build.
+# Each prints its figures beside a baseline measured in the same run.
+set -euo pipefail
+BUILD=${BUILD:-build}
+rc=0
+for b in "$BUILD"/release/bench_*; do
+  [ -x "$b" ] || continue
+  echo "== $(basename "$b")"
+  "$b" || rc=1
+done
+exit $rc

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# deps.sh — installs the Debian packages mmws needs, skipping what is
+# already installed (dpkg -s). Idempotent; runs apt-get only when something
+# is missing. Must run as root on a fresh Debian 12 machine.
+set -euo pipefail
+
+PKGS=(
+  build-essential cmake pkg-config    # compiler, build system
+  clang libclang-rt-14-dev llvm       # clang -Werror build, libFuzzer, LSan
+  libssl-dev                          # TLS, SHA-1/base64 for the handshake
+  valgrind                            # leak checks
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "deps: all ${#PKGS[@]} packages present"
+  exit 0
+fi
+
+echo "deps: installing ${missing[*]}"
+if [ "$(id -u)" -ne 0 ]; then
+  echo "deps: missing packages and not root; install them: apt-get install ${missing[*]}" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"

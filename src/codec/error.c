@@ -1,0 +1,61 @@
+/* error.c — names and descriptions of the MMWS_E* codes. */
+#include <mmws/common.h>
+
+/* One row per code: the value, its constant's name, and what it means. */
+#define MMWS_ERRORS(X)                                                        \
+    X(MMWS_OK, "success")                                                     \
+    X(MMWS_EINVAL, "invalid argument")                                        \
+    X(MMWS_ENOMEM, "out of memory")                                           \
+    X(MMWS_ENOSPC, "output buffer too small")                                 \
+    X(MMWS_EINCOMPLETE, "more input needed")                                  \
+    X(MMWS_ESYS, "system call failed")                                        \
+    X(MMWS_ERANGE, "value exceeds its configured bound")                      \
+    X(MMWS_EURL_SCHEME, "URL scheme must be wss:// (or ws://)")               \
+    X(MMWS_EURL_PLAINTEXT, "ws:// (plaintext) URL given but not allowed")     \
+    X(MMWS_EURL_HOST, "URL host is empty or malformed")                       \
+    X(MMWS_EURL_PORT, "URL port is not a number in 1..65535")                 \
+    X(MMWS_EURL_CHAR, "URL contains a space, control or non-ASCII character") \
+    X(MMWS_EURL_TOOLONG, "URL is longer than the maximum length")             \
+    X(MMWS_EURL_USERINFO, "URL user:password@ is not supported")              \
+    X(MMWS_EURL_FRAGMENT, "URL #fragment is not allowed in WebSocket URLs")   \
+    X(MMWS_EHS_HEADER, "invalid or reserved request header")                  \
+    X(MMWS_EHS_MALFORMED, "handshake response is not valid HTTP/1.1")         \
+    X(MMWS_EHS_TOOBIG, "handshake response header exceeds the maximum size")  \
+    X(MMWS_EHS_STATUS, "handshake response status is not 101")                \
+    X(MMWS_EHS_UPGRADE, "handshake response lacks Upgrade: websocket")        \
+    X(MMWS_EHS_CONNECTION, "handshake response lacks Connection: upgrade")    \
+    X(MMWS_EHS_ACCEPT, "Sec-WebSocket-Accept missing or wrong")               \
+    X(MMWS_EHS_PROTOCOL, "server selected a subprotocol that was not offered")\
+    X(MMWS_EHS_EXTENSION, "server selected an extension that was not offered")\
+    X(MMWS_EHS_SUBPROTOCOL, "requested subprotocol is not an HTTP token")     \
+    X(MMWS_EPROTO, "WebSocket protocol violation")                            \
+    X(MMWS_ETOOBIG, "frame or message larger than the maximum")               \
+    X(MMWS_EUTF8, "invalid UTF-8")                                            \
+    X(MMWS_ECLOSECODE, "close code not valid on the wire")                    \
+    X(MMWS_EOPCODE, "opcode not valid here")
+
+const char *mmws_strerror(int code) {
+    switch (code) {
+#define MMWS_X_STR(name, text) \
+    case name:                 \
+        return text;
+        MMWS_ERRORS(MMWS_X_STR)
+#undef MMWS_X_STR
+    default:
+        return "unknown error";
+    }
+}
+
+const char *mmws_errname(int code) {
+    switch (code) {
+#define MMWS_X_NAME(name, text) \
+    case name:                  \
+        return #name;
+        MMWS_ERRORS(MMWS_X_NAME)
+#undef MMWS_X_NAME
+    default:
+        return "MMWS_E?";
+    }
+}
+
+const char *mmws_version(void) { return MMWS_VERSION_STRING; }
