@@ -33,7 +33,7 @@ static inline void bench_clobber(const void *p) {
  * Calls fn(arg) repeatedly; returns the best nanoseconds per call over
  * BENCH_RUNS runs of at least BENCH_MIN_NS each.
  */
-static double bench_best_ns(void (*fn)(void *), void *arg) {
+static inline double bench_best_ns(void (*fn)(void *), void *arg) {
     double best = 1e300;
     for (int r = 0; r < BENCH_RUNS; r++) {
         uint64_t iters = 0, t0 = bench_now_ns(), t1;
@@ -55,14 +55,14 @@ struct bench_copy {
     size_t len;
 };
 
-static void bench_memcpy_fn(void *arg) {
+static inline void bench_memcpy_fn(void *arg) {
     struct bench_copy *c = arg;
     memcpy(c->dst, c->src, c->len);
     bench_clobber(c->dst);
 }
 
 /* Best ns for one memcpy of len bytes between two fresh buffers. */
-static double bench_memcpy_ns(const void *src, size_t len) {
+static inline double bench_memcpy_ns(const void *src, size_t len) {
     struct bench_copy c = {malloc(len ? len : 1), src, len};
     if (!c.dst) {
         fprintf(stderr, "bench: out of memory\n");
@@ -74,10 +74,10 @@ static double bench_memcpy_ns(const void *src, size_t len) {
 }
 
 /* Prints "label: X GB/s  memcpy Y GB/s  ratio Z.ZZx (target >= T)". */
-static void bench_report(const char *label, size_t bytes, double ns,
+static inline void bench_report(const char *label, size_t bytes, double ns,
                          double base_ns, double target) {
     double gbs = (double)bytes / ns, base = (double)bytes / base_ns;
-    printf("%-34s %8.2f GB/s   memcpy %8.2f GB/s   ratio %5.2fx", label, gbs,
+    printf("%-40s %7.2f GB/s   memcpy %8.2f GB/s   ratio %5.2fx", label, gbs,
            base, gbs / base);
     if (target > 0) printf("  (target >= %.2fx%s)", target,
                            gbs / base >= target ? "" : ", MISSED");

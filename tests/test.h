@@ -68,7 +68,7 @@ static const char *t_case = "";
 #define CHECK_STR(a, b) \
     CHECK_MEM((a), strlen(a), (b), strlen(b))
 
-static void t_print_escaped(const void *p, size_t n) {
+static inline void t_print_escaped(const void *p, size_t n) {
     const unsigned char *s = p;
     size_t shown = n > 200 ? 200 : n;
     fputc('"', stderr);
@@ -82,7 +82,7 @@ static void t_print_escaped(const void *p, size_t n) {
     if (shown < n) fprintf(stderr, "...(%zu bytes)", n);
 }
 
-static void t_check_mem(const char *file, int line, const char *expr,
+static inline void t_check_mem(const char *file, int line, const char *expr,
                         const void *a, size_t alen, const void *b,
                         size_t blen) {
     t_checks++;
@@ -113,7 +113,7 @@ static void t_check_mem(const char *file, int line, const char *expr,
  * before a PROT_NONE page, so any read past the end faults at once. Copy
  * the input there with memcpy; release with guard_free(p, len).
  */
-static unsigned char *guard_alloc(size_t len) {
+static inline unsigned char *guard_alloc(size_t len) {
     size_t pg = (size_t)sysconf(_SC_PAGESIZE);
     size_t data_pages = (len + pg - 1) / pg;
     if (data_pages == 0) data_pages = 1;
@@ -131,7 +131,7 @@ static unsigned char *guard_alloc(size_t len) {
     return base + data_pages * pg - len;
 }
 
-static void guard_free(unsigned char *p, size_t len) {
+static inline void guard_free(unsigned char *p, size_t len) {
     size_t pg = (size_t)sysconf(_SC_PAGESIZE);
     size_t data_pages = (len + pg - 1) / pg;
     if (data_pages == 0) data_pages = 1;
@@ -141,7 +141,7 @@ static void guard_free(unsigned char *p, size_t len) {
 
 /* xorshift64*: deterministic pseudo-random numbers for tests. */
 static uint64_t t_rng_state = 0x9E3779B97F4A7C15ull;
-static uint64_t t_rand(void) {
+static inline uint64_t t_rand(void) {
     uint64_t x = t_rng_state;
     x ^= x >> 12;
     x ^= x << 25;
