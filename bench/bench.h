@@ -31,15 +31,24 @@ static inline void bench_clobber(const void *p) {
 
 /*
  * Calls fn(arg) repeatedly; returns the best nanoseconds per call over
- * BENCH_RUNS runs of at least BENCH_MIN_NS each.
+ * BENCH_RUNS runs of at least BENCH_MIN_NS each. Calls are made in batches
+ * (sized so one batch takes >= 20 us) between clock reads, so the clock's
+ * own cost does not swamp short operations.
  */
 static inline double bench_best_ns(void (*fn)(void *), void *arg) {
+    uint64_t batch = 1;
+    for (;;) {
+        uint64_t t0 = bench_now_ns();
+        for (uint64_t i = 0; i < batch; i++) fn(arg);
+        if (bench_now_ns() - t0 >= 20000 || batch >= (1ull << 30)) break;
+        batch *= 2;
+    }
     double best = 1e300;
     for (int r = 0; r < BENCH_RUNS; r++) {
         uint64_t iters = 0, t0 = bench_now_ns(), t1;
         do {
-            fn(arg);
-            iters++;
+            for (uint64_t i = 0; i < batch; i++) fn(arg);
+            iters += batch;
             t1 = bench_now_ns();
         } while (t1 - t0 < BENCH_MIN_NS);
         double per = (double)(t1 - t0) / (double)iters;

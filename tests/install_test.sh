@@ -37,9 +37,23 @@ cc -std=c11 -Wall -Wextra -Werror -DMMWS_STATIC "$src/examples/codec_demo.c" \
 "$tmp/demo_static" | grep -q '^text: Hello$'
 
 echo "C++"
-c++ -std=c++11 -Wall -Wextra -Werror -x c++ "$src/examples/codec_demo.c" \
+cat > "$tmp/demo.cpp" <<'CXX'
+#include <mmws/mmws.h>
+#include <cstdio>
+int main() {
+    mmws_frame_parser p;
+    mmws_frame f;
+    static const uint8_t in[] = {0x81, 0x02, 'h', 'i'};
+    if (mmws_frame_parser_init(&p, 1024, MMWS_FRAME_VALIDATE_UTF8) != 0) return 1;
+    if (mmws_frame_parse(&p, in, sizeof in, &f) != 0) return 1;
+    std::printf("text: %.*s via %s\n", (int)f.payload_len,
+                (const char *)f.payload, mmws_mask_impl());
+    return 0;
+}
+CXX
+c++ -std=c++11 -Wall -Wextra -Wpedantic -Werror "$tmp/demo.cpp" \
   -o "$tmp/demo_cxx" $(pkg-config --cflags --libs mmws)
-LD_LIBRARY_PATH=$libdir "$tmp/demo_cxx" | grep -q '^text: Hello$'
+LD_LIBRARY_PATH=$libdir "$tmp/demo_cxx" | grep -q '^text: hi via '
 
 echo "CMake find_package"
 mkdir -p "$tmp/consumer"

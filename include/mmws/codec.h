@@ -86,13 +86,14 @@ typedef struct mmws_handshake_request {
 
 /*
  * Fills buf with len bytes from the OS CSPRNG (getrandom, retried on
- * EINTR). Returns 0 or MMWS_ESYS.
+ * EINTR and short reads). Returns 0, MMWS_EINVAL (buf NULL with len > 0)
+ * or MMWS_ESYS.
  */
 MMWS_API int mmws_random_bytes(void *buf, size_t len);
 
 /*
  * Writes a fresh Sec-WebSocket-Key (16 random bytes, base64) and a NUL into
- * key. Returns 0 or MMWS_ESYS.
+ * key. Returns 0, MMWS_EINVAL (key NULL) or MMWS_ESYS.
  */
 MMWS_API int mmws_handshake_key(char key[MMWS_HS_KEY_LEN + 1]);
 
@@ -108,11 +109,14 @@ MMWS_API int mmws_handshake_accept(const char *key, size_t key_len,
  * Writes the HTTP/1.1 upgrade request into buf (cap bytes) and its length
  * into *out_len; no NUL is written. Host carries the port only when it is
  * not the scheme's default. Header names and subprotocols must be HTTP
- * tokens; values must not contain CR, LF or NUL; headers the handshake owns
- * (Host, Upgrade, Connection, Sec-WebSocket-Key/-Version/-Protocol/
- * -Extensions) are refused.
+ * tokens; values must not contain CR, LF, NUL or any other control
+ * character but HTAB; headers the handshake owns (Host, Upgrade,
+ * Connection, Sec-WebSocket-Key/-Version/-Protocol/-Extensions) are
+ * refused. A url filled by hand is checked too (non-empty host, port > 0,
+ * no space or control byte, resource starting with '/' or '?').
  *
- * Returns 0, MMWS_EINVAL (NULL or bad key), MMWS_EHS_HEADER,
+ * Returns 0, MMWS_EINVAL (NULL, a key that is not 22 base64 characters
+ * and "==", or a malformed url), MMWS_EHS_HEADER,
  * MMWS_EHS_SUBPROTOCOL, or MMWS_ENOSPC (nothing useful is in buf then).
  */
 MMWS_API int mmws_handshake_build(const mmws_handshake_request *req,
@@ -292,13 +296,16 @@ MMWS_API int mmws_frame_build_close(uint8_t *out, size_t cap, unsigned code,
 /*
  * XORs data[0..len) in place with key, starting at key byte (offset & 3):
  * pass the payload position of data[0] as offset to mask a payload in
- * pieces. Any alignment and length. Uses the fastest variant this CPU
- * supports (AVX-512, AVX2, SSE2 or portable 64-bit), chosen once.
+ * pieces. Any alignment and length; data may be NULL only when len is 0,
+ * key must point to 4 bytes (not checked: this is the send hot path).
+ * Uses the fastest variant this CPU supports (AVX2, SSE2 or portable
+ * 64-bit), chosen once at first use. (AVX-512 was measured and did not
+ * pay: see src/codec/mask.c.)
  */
 MMWS_API void mmws_mask(uint8_t *data, size_t len, const uint8_t key[4],
                         size_t offset);
 
-/* Name of the variant mmws_mask() uses: "avx512", "avx2", "sse2", "scalar". */
+/* Name of the variant mmws_mask() uses: "avx2", "sse2" or "scalar". */
 MMWS_API const char *mmws_mask_impl(void);
 
 /* -------------------------------------------------------------- UTF-8 -- */
