@@ -316,7 +316,10 @@ MMWS_API const char *mmws_mask_impl(void);
  * Incremental UTF-8 validation (RFC 3629: no overlongs, no surrogates,
  * nothing above U+10FFFF). *state starts at MMWS_UTF8_ACCEPT and carries a
  * code point split across calls. Returns 0 if s is valid so far, or
- * MMWS_EUTF8 as soon as it cannot be (the state then stays invalid).
+ * MMWS_EUTF8 as soon as it cannot be: the state then stays invalid (never
+ * MMWS_UTF8_ACCEPT again), and a state these functions did not produce
+ * counts as invalid. MMWS_EINVAL for a NULL state, or s NULL with len > 0.
+ * Noncharacters (U+FFFE, U+FFFF, ...) are valid UTF-8 and accepted.
  */
 MMWS_API int mmws_utf8_validate(uint32_t *state, const uint8_t *s, size_t len);
 
