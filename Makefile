@@ -6,6 +6,7 @@ PREFIX       ?= /usr/local
 FUZZ_SECONDS ?= 60
 JOBS         ?= $(shell nproc)
 export BUILD JOBS FUZZ_SECONDS
+MAKEFLAGS += --no-print-directory
 
 .PHONY: all deps build test demo bench fuzz fuzz-merge install clean
 
