@@ -31,9 +31,9 @@ for f in fuzz/fuzz_*.c; do
       rc=1
     fi ;;
   merge)
-    tmp=$(mktemp -d)
-    "$dir/$name" -merge=1 "$tmp" "$corpus" "$work" >/dev/null 2>&1
-    rm -f "$corpus"/*; cp "$tmp"/* "$corpus"/ 2>/dev/null || true; rm -rf "$tmp"
+    # Adds only the work inputs that reach new coverage; the named seeds
+    # already in the corpus stay as they are.
+    "$dir/$name" -merge=1 "$corpus" "$work" >/dev/null 2>&1
     echo "$name: corpus $(ls "$corpus" | wc -l) files" ;;
   esac
 done
