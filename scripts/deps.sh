@@ -7,8 +7,12 @@ set -euo pipefail
 PKGS=(
   build-essential cmake pkg-config    # compiler, build system
   clang libclang-rt-14-dev llvm       # clang -Werror build, libFuzzer, LSan
-  libssl-dev                          # TLS, SHA-1/base64 for the handshake
+  libssl-dev openssl                  # TLS, SHA-1/base64; test certificates
+  libc-ares-dev                       # non-blocking DNS
   valgrind                            # leak checks
+  python3 python3-websockets          # independent test server (Python)
+  nodejs                              # independent test server (Node ws)
+  libboost1.81-dev libwebsockets-dev  # bench: Beast echo server and clients
 )
 
 missing=()
@@ -31,3 +35,4 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}"
+

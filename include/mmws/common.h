@@ -72,7 +72,23 @@ typedef enum mmws_error {
     MMWS_ETOOBIG = -61,      /* frame or message over the maximum (1009) */
     MMWS_EUTF8 = -62,        /* invalid UTF-8 in text or reason (1007) */
     MMWS_ECLOSECODE = -63,   /* close code not valid on the wire */
-    MMWS_EOPCODE = -64       /* opcode not valid for this call */
+    MMWS_EOPCODE = -64,      /* opcode not valid for this call */
+
+    /* network and connection: -80 .. -109 */
+    MMWS_ENOTCONN = -80,     /* not connected: nothing was sent */
+    MMWS_ECONFIG = -81,      /* a config field is invalid (detail names it) */
+    MMWS_EDNS = -82,         /* name resolution failed */
+    MMWS_ECONNECT = -83,     /* TCP connect failed (refused, unreachable) */
+    MMWS_ETIMEDOUT = -84,    /* connect, handshake or close timed out */
+    MMWS_ETLS = -85,         /* TLS failure (detail has OpenSSL's reason) */
+    MMWS_ECLOSED = -86,      /* the peer closed the connection */
+    MMWS_EQUEUEFULL = -87,   /* the send queue is at its bound */
+    MMWS_ERATELIMIT = -88,   /* the outbound message budget is spent */
+    MMWS_EWANTREAD = -89,    /* transport: retry when readable */
+    MMWS_EWANTWRITE = -90,   /* transport: retry when writable */
+    MMWS_EDEAD = -91,        /* no pong or no bytes within the bound */
+    MMWS_EIO = -92,          /* socket read or write failed (errno) */
+    MMWS_ESTATE = -93        /* call not valid in the current state */
 } mmws_error;
 
 /*

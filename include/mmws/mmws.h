@@ -4,5 +4,7 @@
 
 #include <mmws/common.h>
 #include <mmws/codec.h>
+#include <mmws/loop.h>
+#include <mmws/conn.h>
 
 #endif /* MMWS_H */

@@ -32,7 +32,21 @@
     X(MMWS_ETOOBIG, "frame or message larger than the maximum")               \
     X(MMWS_EUTF8, "invalid UTF-8")                                            \
     X(MMWS_ECLOSECODE, "close code not valid on the wire")                    \
-    X(MMWS_EOPCODE, "opcode not valid here")
+    X(MMWS_EOPCODE, "opcode not valid here")                                  \
+    X(MMWS_ENOTCONN, "not connected; nothing was sent")                      \
+    X(MMWS_ECONFIG, "invalid configuration")                                 \
+    X(MMWS_EDNS, "name resolution failed")                                   \
+    X(MMWS_ECONNECT, "TCP connect failed")                                   \
+    X(MMWS_ETIMEDOUT, "timed out")                                           \
+    X(MMWS_ETLS, "TLS failure")                                              \
+    X(MMWS_ECLOSED, "connection closed by the peer")                         \
+    X(MMWS_EQUEUEFULL, "send queue full")                                    \
+    X(MMWS_ERATELIMIT, "outbound message budget exceeded")                   \
+    X(MMWS_EWANTREAD, "transport would block until readable")                \
+    X(MMWS_EWANTWRITE, "transport would block until writable")               \
+    X(MMWS_EDEAD, "connection declared dead (no pong or no data)")           \
+    X(MMWS_EIO, "socket I/O error")                                          \
+    X(MMWS_ESTATE, "not valid in the current state")
 
 const char *mmws_strerror(int code) {
     switch (code) {
