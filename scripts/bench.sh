@@ -9,4 +9,7 @@ for b in "$BUILD"/release/bench_*; do
   echo "== $(basename "$b")"
   "$b" || rc=1
 done
+# The round-trip echo benchmark against Boost.Beast, libwebsockets and the
+# ceiling client (BENCH_ECHO=0 skips it).
+[ "${BENCH_ECHO:-1}" = 0 ] || { echo "== bench-echo"; scripts/bench-echo.sh || rc=1; }
 exit $rc
