@@ -50,7 +50,8 @@ MMWS_API int mmws_loop_run(mmws_loop *loop);
  * Runs one iteration: waits up to timeout_ms for events (-1: until the
  * next timer or event; 0: do not wait; busy_poll loops never wait), then
  * runs due timers and ready callbacks. Returns the number of callbacks run
- * (>= 0), or MMWS_ESYS.
+ * (>= 0), MMWS_ESYS (epoll_wait failed), MMWS_EINVAL (loop NULL), or
+ * MMWS_ESTATE when called from inside one of the loop's own callbacks.
  */
 MMWS_API int mmws_loop_run_once(mmws_loop *loop, int timeout_ms);
 

@@ -17,7 +17,8 @@
 typedef struct mmws__io mmws__io;
 typedef void (*mmws__io_cb)(mmws__io *io, unsigned events);
 
-/* A watched fd. Owned by the caller; must stay in place while active. */
+/* A watched fd. Owned by the caller; must stay in place while active and
+ * be stopped (mmws__io_stop) before its owner is freed. */
 struct mmws__io {
     int fd;             /* the watched fd, -1 when stopped */
     unsigned events;    /* the interest now registered (READ | WRITE) */
