@@ -13,6 +13,7 @@ PKGS=(
   python3 python3-websockets          # independent test server (Python)
   nodejs                              # independent test server (Node ws)
   libboost1.81-dev libwebsockets-dev  # bench: Beast echo server and clients
+  util-linux                          # taskset, for the bench
 )
 
 missing=()
@@ -21,18 +22,21 @@ for p in "${PKGS[@]}"; do
     missing+=("$p")
   fi
 done
+# Debian's nodejs has no npm (NodeSource's does): add the npm package only
+# when no npm is on PATH, so it never fights a nodejs that ships its own.
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "deps: all ${#PKGS[@]} packages present"
-  exit 0
+else
+  echo "deps: installing ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "deps: missing packages and not root; install them: apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-
-echo "deps: installing ${missing[*]}"
-if [ "$(id -u)" -ne 0 ]; then
-  echo "deps: missing packages and not root; install them: apt-get install ${missing[*]}" >&2
-  exit 1
-fi
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}"
+"$(dirname "${BASH_SOURCE[0]}")/test-deps.sh"
 

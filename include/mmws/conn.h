@@ -214,6 +214,8 @@ typedef struct mmws_conn_stats {
     uint64_t up_since_ns;             /* start of the current connection, 0
                                          when not connected */
     uint32_t last_backoff_ms;         /* the last reconnect delay chosen */
+    uint32_t last_backoff_cap_ms;     /* the ceiling it was drawn under:
+                                         min(cap, base * 2^attempt) */
     int last_error_code;              /* MMWS_E* of the last failure, 0 */
     int last_http_status;             /* status of a refused upgrade, 0 */
     unsigned last_close_code;         /* close code received or sent, 0 */

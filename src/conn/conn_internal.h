@@ -1,0 +1,55 @@
+/*
+ * conn_internal.h — the connection's private state, shared by conn.c (the
+ * state machine and data path) and config.c (defaults, validation, the
+ * owned copy of the config). Not public.
+ */
+#ifndef MMWS_CONN_INTERNAL_H
+#define MMWS_CONN_INTERNAL_H
+
+#include <mmws/conn.h>
+
+#include "net/dns.h"
+#include "net/io.h"
+#include "net/transport.h"
+
+#define MMWS__ERR_LEN 256
+/* Bytes of getrandom output fetched at once for masking keys. */
+#define MMWS__RAND_POOL 4096
+
+/* The config as the connection keeps it: every string and array copied
+ * into one allocation (strings), so the caller's may go away. */
+typedef struct mmws__conn_cfg {
+    mmws_conn_config pub;   /* scalar fields; pointers aim into `strings` */
+    mmws_url url;           /* parsed pub.wss_url */
+    char host[256];         /* url host, NUL-terminated (DNS, SNI, verify) */
+    char *strings;          /* the one block all copied strings live in */
+    const char **on_connect;        /* owned: array and strings in one
+                                       block, replaced by set_on_connect */
+    const char **subprotocols;      /* owned array */
+    mmws_header *headers;           /* owned array */
+    size_t app_pong_len;            /* strlen(pub.app_pong_payload) */
+} mmws__conn_cfg;
+
+/* Validates cfg; on error writes a sentence naming the field into err. */
+int mmws__conn_cfg_check(const mmws_conn_config *cfg, char *err,
+                         size_t err_len);
+
+/* Copies a validated cfg into out (one allocation for all strings).
+ * Returns 0 or MMWS_ENOMEM. */
+int mmws__conn_cfg_copy(mmws__conn_cfg *out, const mmws_conn_config *cfg);
+
+/* Replaces out's on_connect list with a copy of msgs. 0 or MMWS_ENOMEM. */
+int mmws__conn_cfg_set_on_connect(mmws__conn_cfg *out,
+                                  const char *const *msgs, size_t count);
+
+/* Frees what mmws__conn_cfg_copy allocated. */
+void mmws__conn_cfg_free(mmws__conn_cfg *c);
+
+/* Parses a "resolve" override ("127.0.0.1,::1") into addrs with port.
+ * Returns 0 or MMWS_ECONFIG. */
+int mmws__parse_resolve(const char *list, uint16_t port, mmws__addrs *addrs);
+
+/* Stores the sentence for mmws_last_error() on this thread. */
+void mmws__set_last_error(const char *text);
+
+#endif /* MMWS_CONN_INTERNAL_H */
