@@ -577,5 +577,6 @@ int main(void) {
     RUN(refused_backoff);
     RUN(dns_failure);
     RUN(reconnect_cycles_all);
+    th_certs_remove(certs);
     return TEST_END("test_conn");
 }

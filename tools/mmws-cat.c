@@ -86,8 +86,14 @@ static uint64_t num(const char *opt, const char *v) {
     return n;
 }
 
+/* The --send payloads; at most one per argument. */
+static const char **sends;
+
+static void free_sends(void) { free(sends); }
+
 int main(int argc, char **argv) {
-    const char **sends = calloc((size_t)argc, sizeof *sends);
+    sends = calloc((size_t)argc, sizeof *sends);
+    if (!sends || atexit(free_sends) != 0) return 1;
     size_t nsend = 0;
     const char *url = NULL;
     cat c = {0};
@@ -150,6 +156,5 @@ int main(int argc, char **argv) {
     }
     mmws_conn_free(c.conn);
     mmws_loop_free(c.loop);
-    free(sends);
     return c.rc;
 }

@@ -14,6 +14,8 @@
 
 #include <mmws/codec.h>
 
+#include "codec/mask_internal.h"
+
 /* A frame header + payload must fit in size_t and uint64_t arithmetic. */
 #define FRAME_MAX_MESSAGE ((uint64_t)SIZE_MAX - MMWS_FRAME_MAX_HEADER)
 
@@ -248,6 +250,13 @@ int mmws_frame_write_header(uint8_t *out, size_t cap, unsigned opcode,
     return 0;
 }
 
+/* 1 if [a, a + alen) and [b, b + blen) share no byte. Compared as integers:
+ * the caller may pass pointers into different objects. */
+static int disjoint(const void *a, size_t alen, const void *b, size_t blen) {
+    uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
+    return alen == 0 || blen == 0 || x + alen <= y || y + blen <= x;
+}
+
 int mmws_frame_build(uint8_t *out, size_t cap, unsigned opcode, int fin,
                      const void *payload, size_t len, const uint8_t mask[4],
                      size_t *out_len) {
@@ -258,9 +267,17 @@ int mmws_frame_build(uint8_t *out, size_t cap, unsigned opcode, int fin,
         return rc;
     size_t hdr = mmws_frame_header_len(len);
     if (cap < hdr || cap - hdr < len) return MMWS_ENOSPC;
-    if (len) memmove(out + hdr, payload, len);
-    put_header(out, opcode, fin, len, mask);
-    mmws_mask(out + hdr, len, mask, 0);
+    /* One pass (copy fused with the mask) unless payload partly overlaps
+     * where it goes; either way it is read before the header is written,
+     * so it may also lie where the header goes. */
+    if (payload == out + hdr || disjoint(out + hdr, len, payload, len)) {
+        mmws__mask_copy(out + hdr, payload, len, mask, 0);
+        put_header(out, opcode, fin, len, mask);
+    } else {
+        memmove(out + hdr, payload, len);
+        put_header(out, opcode, fin, len, mask);
+        mmws_mask(out + hdr, len, mask, 0);
+    }
     *out_len = hdr + len;
     return 0;
 }
@@ -298,11 +315,22 @@ int mmws_frame_build_close(uint8_t *out, size_t cap, unsigned code,
         return MMWS_EUTF8;
     size_t n = 2 + reason_len, hdr = mmws_frame_header_len(n);
     if (cap < hdr + n) return MMWS_ENOSPC;
-    put_header(out, MMWS_OP_CLOSE, 1, n, mask);
-    out[hdr] = (uint8_t)(code >> 8);
-    out[hdr + 1] = (uint8_t)code;
-    if (reason_len) memmove(out + hdr + 2, reason, reason_len);
-    mmws_mask(out + hdr, n, mask, 0);
+    uint8_t *dst = out + hdr + 2;
+    const uint8_t *src = (const uint8_t *)reason;
+    if (src == dst || disjoint(out, hdr + n, src, reason_len)) {
+        /* The reason is read once, after nothing it could lie under has
+         * been written. */
+        put_header(out, MMWS_OP_CLOSE, 1, n, mask);
+        out[hdr] = (uint8_t)((code >> 8) ^ mask[0]);
+        out[hdr + 1] = (uint8_t)(code ^ mask[1]);
+        mmws__mask_copy(dst, src, reason_len, mask, 2);
+    } else {
+        put_header(out, MMWS_OP_CLOSE, 1, n, mask);
+        out[hdr] = (uint8_t)(code >> 8);
+        out[hdr + 1] = (uint8_t)code;
+        memmove(dst, src, reason_len);
+        mmws_mask(out + hdr, n, mask, 0);
+    }
     *out_len = hdr + n;
     return 0;
 }
