@@ -498,6 +498,149 @@ out:
     fx_done(&fx);
 }
 
+
+/* Outbound budget, app heartbeat, BINARY drop, idle timeout, user close,
+ * free inside the callback, several addresses, IPv6. */
+static void budget_and_heartbeat(const char *kind) {
+    fixture fx;
+    mmws_conn_config cfg;
+    if (fx_server(&fx, kind, NULL, "server")) return;
+    fx_config(&fx, &cfg);
+    cfg.latency_ping_interval_ms = 0;
+    cfg.max_msgs_per_sec = 4; /* SUB is the first of the second's four */
+    cfg.deliver_binary = 0;
+    if (fx_connect(&fx, &cfg)) goto out;
+    RUN_UNTIL(fx.loop, fx.s.subs == 1);
+    int ok = 0, limited = 0;
+    for (int i = 0; i < 6; i++) {
+        int rc = mmws_conn_send_text(fx.conn, "m", 1);
+        if (rc == 0) ok++;
+        else if (rc == MMWS_ERATELIMIT) limited++;
+    }
+    CHECK(ok >= 1 && ok <= 3);
+    CHECK(limited >= 3);
+    mmws_conn_stats st;
+    mmws_conn_stats_get(fx.conn, &st);
+    CHECK_EQ(st.rejected_rate, (uint64_t)limited);
+    mmws_conn_free(fx.conn);
+    fx.conn = NULL;
+
+    /* App heartbeat: "hb" echoed back is an RTT sample, not a message. */
+    memset(&fx.s, 0, sizeof fx.s);
+    fx_config(&fx, &cfg);
+    cfg.latency_ping_interval_ms = 0;
+    cfg.app_ping_payload = "hb";
+    cfg.app_pong_payload = "hb";
+    cfg.app_ping_interval_ms = 20;
+    cfg.deliver_binary = 0;
+    if (fx_connect(&fx, &cfg)) goto out;
+    RUN_UNTIL(fx.loop, mmws_conn_latency_ms(fx.conn) < 1000.0);
+    CHECK(mmws_conn_latency_ms(fx.conn) > 0.0);
+    /* BINARY is counted as dropped, not delivered, by default. */
+    send_cmd(&fx, "{\"cmd\":\"send\",\"count\":2,\"size\":10,"
+                  "\"binary\":true,\"fragment\":0}");
+    RUN_UNTIL(fx.loop, (mmws_conn_stats_get(fx.conn, &st), st.dropped_binary == 2));
+    CHECK_EQ(fx.s.msgs, 1); /* only SUB: no "hb", no BINARY */
+out:
+    fx_done(&fx);
+}
+
+static void idle_and_user_close(const char *kind) {
+    fixture fx;
+    mmws_conn_config cfg;
+    if (fx_server(&fx, kind, NULL, "server")) return;
+    fx_config(&fx, &cfg);
+    cfg.latency_ping_interval_ms = 0;
+    cfg.idle_timeout_ms = 150;
+    cfg.auto_reconnect = 0;
+    if (fx_connect(&fx, &cfg)) goto out;
+    RUN_UNTIL(fx.loop, fx.s.subs == 1);
+    send_cmd(&fx, "{\"cmd\":\"stall\"}");
+    RUN_UNTIL(fx.loop, mmws_conn_phase(fx.conn) == MMWS_PHASE_CLOSED);
+    mmws_conn_stats st;
+    mmws_conn_stats_get(fx.conn, &st);
+    CHECK_RC(st.last_error_code, MMWS_EDEAD);
+    CHECK(strstr(mmws_conn_last_error(fx.conn), "idle_timeout_ms") != NULL);
+    mmws_conn_free(fx.conn);
+    fx.conn = NULL;
+
+    /* The user's close: handshake completes, no reconnect. */
+    memset(&fx.s, 0, sizeof fx.s);
+    fx_config(&fx, &cfg);
+    if (fx_connect(&fx, &cfg)) goto out;
+    RUN_UNTIL(fx.loop, fx.s.subs == 1);
+    CHECK_RC(mmws_conn_close(fx.conn, 1000, "done"), 0);
+    CHECK_RC(mmws_conn_send_text(fx.conn, "x", 1), MMWS_ENOTCONN);
+    RUN_UNTIL(fx.loop, mmws_conn_phase(fx.conn) == MMWS_PHASE_CLOSED);
+    mmws_conn_stats_get(fx.conn, &st);
+    CHECK_EQ(st.last_close_code, 1000);
+    CHECK_EQ(st.last_error_code, 0);
+    CHECK_EQ(st.reconnects, 0);
+    CHECK_RC(mmws_conn_close(fx.conn, 999, NULL), MMWS_ECLOSECODE);
+out:
+    fx_done(&fx);
+}
+
+static int freed_in_cb;
+static void free_on_message(void *user, const mmws_msg *m) {
+    (void)m;
+    mmws_conn_free(*(mmws_conn **)user);
+    *(mmws_conn **)user = NULL;
+    freed_in_cb++;
+}
+
+static void free_inside_callback(const char *kind) {
+    fixture fx;
+    mmws_conn_config cfg;
+    if (fx_server(&fx, kind, NULL, "server")) return;
+    fx_config(&fx, &cfg);
+    /* Several messages in one read: the free must stop the rest. */
+    static const char *burst[] = {"a", "b", "c"};
+    cfg.on_connect = burst;
+    cfg.on_connect_count = 3;
+    mmws_conn *c = NULL;
+    freed_in_cb = 0;
+    CHECK_RC(mmws_conn_new(fx.loop, &cfg, free_on_message, &c, &c), 0);
+    RUN_UNTIL(fx.loop, freed_in_cb == 1);
+    for (int i = 0; i < 20; i++) mmws_loop_run_once(fx.loop, 10);
+    CHECK_EQ(freed_in_cb, 1);
+    CHECK(c == NULL);
+    fx_done(&fx);
+}
+
+static void addresses(const char *kind) {
+    fixture fx;
+    mmws_conn_config cfg;
+    if (fx_server(&fx, kind, NULL, "server")) return;
+    fx_config(&fx, &cfg);
+    /* 127.0.0.2 refuses (the server listens on 127.0.0.1 only): the next
+     * address is tried within the same attempt. */
+    cfg.resolve = "127.0.0.2,127.0.0.1";
+    if (fx_connect(&fx, &cfg)) goto out;
+    RUN_UNTIL(fx.loop, fx.s.subs == 1);
+    CHECK_EQ(fx.s.down, 0);
+    fx_done(&fx);
+
+    /* IPv6 loopback. */
+    char crt[300], key[300];
+    memset(&fx, 0, sizeof fx);
+    snprintf(crt, sizeof crt, "%s/server.pem", certs);
+    snprintf(key, sizeof key, "%s/server.key", certs);
+    snprintf(fx.ca, sizeof fx.ca, "%s/ca.pem", certs);
+    if (th_server_start_host(&fx.srv, kind, NULL, crt, key, "::1") != 0) {
+        CHECK(!"server on ::1");
+        return;
+    }
+    fx.loop = mmws_loop_new(NULL);
+    snprintf(fx.url, sizeof fx.url, "wss://[::1]:%d/", fx.srv.port);
+    fx_config(&fx, &cfg);
+    cfg.resolve = NULL;
+    if (fx_connect(&fx, &cfg)) goto out;
+    RUN_UNTIL(fx.loop, fx.s.subs == 1);
+out:
+    fx_done(&fx);
+}
+
 static void config_errors(void) {
     mmws_conn_config cfg;
     char err[256];
@@ -555,6 +698,10 @@ EACH_KIND(server_close_code)
 EACH_KIND(no_upgrade)
 EACH_KIND(status_429)
 EACH_KIND(reconnect_cycles)
+EACH_KIND(budget_and_heartbeat)
+EACH_KIND(idle_and_user_close)
+EACH_KIND(free_inside_callback)
+EACH_KIND(addresses)
 
 int main(void) {
     char why[256];
@@ -577,6 +724,10 @@ int main(void) {
     RUN(refused_backoff);
     RUN(dns_failure);
     RUN(reconnect_cycles_all);
+    RUN(budget_and_heartbeat_all);
+    RUN(idle_and_user_close_all);
+    RUN(free_inside_callback_all);
+    RUN(addresses_all);
     th_certs_remove(certs);
     return TEST_END("test_conn");
 }
