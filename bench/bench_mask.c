@@ -6,7 +6,8 @@
  *
  * Then the frame builder's job, a masked copy into a separate buffer: each
  * copy+mask variant (mmws__mask_copy), the two-pass way it replaced
- * (memcpy, then mmws_mask in place), and the fused copy from src + 1.
+ * (memcpy, then mmws_mask in place), and the fused copy from src + 1 and
+ * to dst + 8 (where a frame's payload goes).
  */
 #include <mmws/mmws.h>
 
@@ -115,6 +116,10 @@ int main(void) {
         copy_row(label, NULL, dst, buf, len, base, target);
         snprintf(label, sizeof label, "mmws__mask_copy %zu src+1", len);
         copy_row(label, mmws__mask_copy, dst, buf + 1, len, base, target);
+        /* As in mmws_frame_build(): the payload lands after an 8-byte
+         * header, so only the source is aligned. */
+        snprintf(label, sizeof label, "mmws__mask_copy %zu dst+8", len);
+        copy_row(label, mmws__mask_copy, dst + 8, buf, len, base, target);
         free(dst);
         free(buf);
     }

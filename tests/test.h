@@ -35,6 +35,15 @@ static const char *t_case = "";
         }                                                              \
     } while (0)
 
+/* An unconditional failure with a message. */
+#define CHECK_FAIL(msg)                                                \
+    do {                                                               \
+        t_checks++;                                                    \
+        t_failed++;                                                    \
+        T_FAIL_HDR();                                                  \
+        fprintf(stderr, "%s\n", (msg));                                \
+    } while (0)
+
 /* Integer equality; prints both values. */
 #define CHECK_EQ(a, b)                                                 \
     do {                                                               \

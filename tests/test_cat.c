@@ -41,11 +41,11 @@ static void against(const char *kind) {
     snprintf(crt, sizeof crt, "%s/server.pem", certs);
     snprintf(key, sizeof key, "%s/server.key", certs);
     if (th_server_start(&tls, kind, NULL, crt, key) != 0) {
-        CHECK(!"tls server start");
+        CHECK_FAIL("tls server start");
         return;
     }
     if (th_server_start(&plain, kind, NULL, NULL, NULL) != 0) {
-        CHECK(!"plain server start");
+        CHECK_FAIL("plain server start");
         th_server_stop(&tls);
         return;
     }

@@ -109,7 +109,7 @@ static int fx_server(fixture *fx, const char *kind, const char *mode,
     snprintf(key, sizeof key, "%s/%s.key", certs, cert);
     snprintf(fx->ca, sizeof fx->ca, "%s/ca.pem", certs);
     if (th_server_start(&fx->srv, kind, mode, crt, key) != 0) {
-        CHECK(!"server start");
+        CHECK_FAIL("server start");
         return -1;
     }
     snprintf(fx->url, sizeof fx->url, "wss://localhost:%d/stream", fx->srv.port);
@@ -628,7 +628,7 @@ static void addresses(const char *kind) {
     snprintf(key, sizeof key, "%s/server.key", certs);
     snprintf(fx.ca, sizeof fx.ca, "%s/ca.pem", certs);
     if (th_server_start_host(&fx.srv, kind, NULL, crt, key, "::1") != 0) {
-        CHECK(!"server on ::1");
+        CHECK_FAIL("server on ::1");
         return;
     }
     fx.loop = mmws_loop_new(NULL);
