@@ -641,6 +641,66 @@ out:
     fx_done(&fx);
 }
 
+/* A stalled peer: the send queue fills to its bound and refuses more. */
+static void queue_bound(const char *kind) {
+    fixture fx;
+    mmws_conn_config cfg;
+    if (fx_server(&fx, kind, NULL, "server")) return;
+    fx_config(&fx, &cfg);
+    cfg.latency_ping_interval_ms = 0;
+    cfg.idle_timeout_ms = 0;
+    cfg.max_send_queue = 1u << 20;
+    if (fx_connect(&fx, &cfg)) goto out;
+    RUN_UNTIL(fx.loop, fx.s.subs == 1);
+    send_cmd(&fx, "{\"cmd\":\"stall\"}");
+    size_t len = 256u << 10;
+    uint8_t *buf = calloc(1, len);
+    int rc = 0, sends = 0;
+    /* The kernel's socket buffers take some first; bounded at 1 GiB. */
+    while (sends < 4096 && (rc = mmws_conn_send_binary(fx.conn, buf, len)) == 0) {
+        sends++;
+        mmws_loop_run_once(fx.loop, 0);
+    }
+    CHECK_RC(rc, MMWS_EQUEUEFULL);
+    mmws_conn_stats st;
+    mmws_conn_stats_get(fx.conn, &st);
+    CHECK_EQ(st.rejected_queue, 1);
+    CHECK(st.send_queue_bytes <= cfg.max_send_queue);
+    CHECK_EQ(mmws_conn_state(fx.conn), MMWS_CONNECTED);
+    free(buf);
+out:
+    fx_done(&fx);
+}
+
+/* set_on_connect replaces what later reconnects send; backoff resets after
+ * a connection that stayed up for backoff_reset_ms. */
+static void replay_and_reset(const char *kind) {
+    fixture fx;
+    mmws_conn_config cfg;
+    if (fx_server(&fx, kind, NULL, "server")) return;
+    fx_config(&fx, &cfg);
+    cfg.backoff_base_ms = 1;
+    cfg.backoff_cap_ms = 64;
+    cfg.backoff_reset_ms = 1;
+    if (fx_connect(&fx, &cfg)) goto out;
+    RUN_UNTIL(fx.loop, fx.s.subs == 1);
+    static const char *next[] = {"NEW"};
+    CHECK_RC(mmws_conn_set_on_connect(fx.conn, next, 1), 0);
+    for (int round = 0; round < 3; round++) {
+        /* Stay up past backoff_reset_ms before the fault. */
+        uint64_t until = mmws_now_ns() + 5000000ull;
+        while (mmws_now_ns() < until) mmws_loop_run_once(fx.loop, 1);
+        send_cmd(&fx, "{\"cmd\":\"kill\"}");
+        size_t msgs = fx.s.msgs;
+        RUN_UNTIL(fx.loop, fx.s.msgs > msgs && strcmp(fx.s.last_text, "NEW") == 0);
+    }
+    CHECK_EQ(fx.s.subs, 1);
+    CHECK_EQ(fx.s.ncaps, 3);
+    for (size_t i = 0; i < fx.s.ncaps; i++) CHECK_EQ(fx.s.caps[i], 1);
+out:
+    fx_done(&fx);
+}
+
 static void config_errors(void) {
     mmws_conn_config cfg;
     char err[256];
@@ -702,6 +762,8 @@ EACH_KIND(budget_and_heartbeat)
 EACH_KIND(idle_and_user_close)
 EACH_KIND(free_inside_callback)
 EACH_KIND(addresses)
+EACH_KIND(queue_bound)
+EACH_KIND(replay_and_reset)
 
 int main(void) {
     char why[256];
@@ -728,6 +790,8 @@ int main(void) {
     RUN(idle_and_user_close_all);
     RUN(free_inside_callback_all);
     RUN(addresses_all);
+    RUN(queue_bound_all);
+    RUN(replay_and_reset_all);
     th_certs_remove(certs);
     return TEST_END("test_conn");
 }
