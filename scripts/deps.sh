@@ -9,6 +9,7 @@ PKGS=(
   clang libclang-rt-14-dev llvm       # clang -Werror build, libFuzzer, LSan
   libssl-dev openssl                  # TLS, SHA-1/base64; test certificates
   libc-ares-dev                       # non-blocking DNS
+  libxxhash-dev                       # XXH3 for the duplicate filter
   valgrind                            # leak checks
   python3 python3-websockets          # independent test server (Python)
   nodejs                              # independent test server (Node ws)

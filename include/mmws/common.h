@@ -92,6 +92,22 @@ typedef enum mmws_error {
 } mmws_error;
 
 /*
+ * One message, as every layer hands it on. From a connection's callback,
+ * data is valid only until the callback returns (it points into the read
+ * or reassembly buffer); from a ring, until the next consume. Copy what
+ * you keep.
+ */
+typedef struct mmws_msg {
+    const uint8_t *data;
+    size_t len;
+    uint8_t opcode;     /* MMWS_OP_TEXT or MMWS_OP_BINARY */
+    uint64_t recv_ns;   /* CLOCK_MONOTONIC right after the read syscall that
+                           completed the message */
+    uint64_t conn_id;
+    uint64_t seq;       /* per connection, from 1, over its whole life */
+} mmws_msg;
+
+/*
  * Returns a static, human-readable description of an MMWS_E* code, or
  * "unknown error" for a value that is not one. Never NULL.
  */

@@ -40,21 +40,6 @@ typedef enum mmws_phase {
     MMWS_PHASE_CLOSED          /* closed for good (DISCONNECTED) */
 } mmws_phase;
 
-/*
- * One message. data is valid only until the callback returns: it points
- * into the connection's read buffer (one-frame messages) or reassembly
- * buffer (fragmented ones). Copy what you keep.
- */
-typedef struct mmws_msg {
-    const uint8_t *data;
-    size_t len;
-    uint8_t opcode;     /* MMWS_OP_TEXT or MMWS_OP_BINARY */
-    uint64_t recv_ns;   /* CLOCK_MONOTONIC right after the read syscall that
-                           completed the message */
-    uint64_t conn_id;
-    uint64_t seq;       /* per connection, from 1, over its whole life */
-} mmws_msg;
-
 typedef void (*mmws_on_message)(void *user, const mmws_msg *msg);
 
 /*

@@ -6,5 +6,7 @@
 #include <mmws/codec.h>
 #include <mmws/loop.h>
 #include <mmws/conn.h>
+#include <mmws/ring.h>
+#include <mmws/pool.h>
 
 #endif /* MMWS_H */

@@ -465,7 +465,7 @@ static void start_close(mmws_conn *c, unsigned code, const char *reason,
     if (code) {
         payload[0] = (uint8_t)(code >> 8);
         payload[1] = (uint8_t)code;
-        memcpy(payload + 2, reason, reason_len);
+        if (reason_len) memcpy(payload + 2, reason, reason_len);
         n = 2 + reason_len;
     }
     c->close_sent = 1;
