@@ -26,6 +26,18 @@
 #define EMA_ALPHA (2.0 / 61.0)   /* as the connection's RTT EMA */
 
 typedef struct pslot pslot;
+
+/* A message a joining connection brought before the others: a copy, with
+ * its key, delivered once the joining stream meets the delivered one. */
+typedef struct held {
+    mmws_msg msg;            /* data points to copy */
+    uint8_t *copy;           /* the owned bytes */
+    uint64_t key;
+} held;
+
+/* Most messages a joining connection may hold before it is joined anyway
+ * (the others are then far behind: its stream is taken as it is). */
+#define HOLD_MAX 4096
 struct pslot {
     mmws_pool *pool;         /* owner */
     mmws_conn *conn;         /* the connection (NULL once freed) */
@@ -37,6 +49,10 @@ struct pslot {
     int evicting;            /* to be closed once its replacement delivers */
     int dead;                /* CLOSED: freed and dropped on the next tick */
     pslot *replaces;         /* the victim this slot was opened to replace */
+    int joined;              /* its stream has met the delivered stream */
+    int dup_run;             /* consecutive duplicates while joining */
+    held *hold;              /* joining: messages ahead of the others */
+    size_t nhold, hold_cap;
 };
 
 /* One remembered message: its key and first arrival. */
@@ -188,7 +204,95 @@ static void lag_sample(pslot *s, double ms) {
 
 static void really_free(mmws_pool *p);
 
-/* Every message of every connection comes here first. */
+/* Hands one first copy on: callback or ring. Returns -1 if the pool was
+ * freed inside the callback. */
+static int deliver(mmws_pool *p, const mmws_msg *m) {
+    p->st.delivered++;
+    if (p->ring) {
+        if (mmws_ring_insert(p->ring, m) < 0) p->st.ring_dropped++;
+        return 0;
+    }
+    p->depth++;
+    p->on_message(p->user, m);
+    if (--p->depth == 0 && p->free_pending) {
+        really_free(p);
+        return -1;
+    }
+    return 0;
+}
+
+static void hold_clear(pslot *s) {
+    for (size_t i = 0; i < s->nhold; i++) free(s->hold[i].copy);
+    s->nhold = 0;
+}
+
+/*
+ * Joins s: its held messages are delivered in its order (those nobody
+ * delivered meanwhile), so the stream goes on from where s is. Make-
+ * before-break: a victim s replaces is closed now that s carries the
+ * stream.
+ */
+static int join(mmws_pool *p, pslot *s) {
+    s->joined = 1;
+    if (s->replaces && s->replaces->conn) {
+        mmws_conn_close(s->replaces->conn, MMWS_CLOSE_NORMAL, "replaced");
+        s->replaces = NULL;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < s->nhold && rc == 0; i++) {
+        held *h = &s->hold[i];
+        if (tab_find(p, h->key)) continue;
+        tab_insert(p, h->key, h->msg.recv_ns);
+        s->firsts++;
+        rc = deliver(p, &h->msg);
+    }
+    if (rc == 0) hold_clear(s);
+    return rc;
+}
+
+/* 1 if some other live connection already carries the stream. */
+static int others_joined(const mmws_pool *p, const pslot *s) {
+    for (size_t i = 0; i < p->nslots; i++) {
+        const pslot *o = p->slots[i];
+        if (o != s && o->joined && !o->dead &&
+            mmws_conn_state(o->conn) == MMWS_CONNECTED)
+            return 1;
+    }
+    return 0;
+}
+
+/* Keeps a copy of m on a joining connection; joins it when full. */
+static int hold(mmws_pool *p, pslot *s, const mmws_msg *m, uint64_t key) {
+    if (s->nhold == HOLD_MAX) return join(p, s);
+    if (s->nhold == s->hold_cap) {
+        size_t cap = s->hold_cap ? s->hold_cap * 2 : 64;
+        held *nh = realloc(s->hold, cap * sizeof *nh);
+        if (!nh) return join(p, s);
+        s->hold = nh;
+        s->hold_cap = cap;
+    }
+    uint8_t *copy = malloc(m->len ? m->len : 1);
+    if (!copy) return join(p, s);
+    memcpy(copy, m->data, m->len);
+    held *h = &s->hold[s->nhold++];
+    h->msg = *m;
+    h->msg.data = copy;
+    h->copy = copy;
+    h->key = key;
+    return 0;
+}
+
+/*
+ * Every message of every connection comes here first.
+ *
+ * Exactly once and in order across connections with different delays: a
+ * connection that has just (re)connected may be ahead of the ones already
+ * carrying the stream. Its new messages are held until the delivered
+ * stream reaches them (a joined connection delivers the key at the head
+ * of its hold, or the connection itself brings an already-delivered
+ * message); then it joins and its hold is delivered in its order. Without
+ * a joined connection, a connection joins at once.
+ */
 static void on_slot_message(void *user, const mmws_msg *m) {
     pslot *s = user;
     mmws_pool *p = s->pool;
@@ -196,30 +300,42 @@ static void on_slot_message(void *user, const mmws_msg *m) {
                        ? p->pcfg.key_fn(p->pcfg.key_user, m->data, m->len)
                        : mmws_hash64(m->data, m->len);
     s->msgs++;
-    if (s->replaces && s->msgs == 1 && s->replaces->conn) {
-        /* Make-before-break: the replacement delivers, the victim goes. */
-        mmws_conn_close(s->replaces->conn, MMWS_CLOSE_NORMAL, "replaced");
-        s->replaces = NULL;
-    }
     recent *r = tab_find(p, key);
     if (r) {
         s->dups++;
         p->st.duplicates++;
         lag_sample(s, m->recv_ns > r->first_ns
                           ? (double)(m->recv_ns - r->first_ns) / 1e6 : 0.0);
+        /* Behind the delivered stream: join. One duplicate alone may be
+         * out of band (every connection gets the same subscribe ack), so
+         * it takes two in a row with nothing held. */
+        if (!s->joined && s->nhold == 0 && ++s->dup_run >= 2) join(p, s);
         return;
+    }
+    s->dup_run = 0;
+    if (!s->joined) {
+        if (others_joined(p, s)) {
+            hold(p, s, m, key);
+            return;
+        }
+        if (join(p, s) < 0) return;
+        if (tab_find(p, key)) return; /* delivered from the hold */
     }
     tab_insert(p, key, m->recv_ns);
     s->firsts++;
     lag_sample(s, 0.0);
-    p->st.delivered++;
-    if (p->ring) {
-        if (mmws_ring_insert(p->ring, m) < 0) p->st.ring_dropped++;
-        return;
+    if (deliver(p, m) < 0) return;
+    /* Joining connections whose hold starts here have met the stream. */
+    for (size_t i = 0; i < p->nslots; i++) {
+        pslot *w = p->slots[i];
+        if (w->joined || w->dead || w->nhold == 0) continue;
+        if (w->hold[0].key != key) continue;
+        free(w->hold[0].copy);
+        memmove(w->hold, w->hold + 1, (w->nhold - 1) * sizeof *w->hold);
+        w->nhold--;
+        w->dups++;
+        if (join(p, w) < 0) return;
     }
-    p->depth++;
-    p->on_message(p->user, m);
-    if (--p->depth == 0 && p->free_pending) really_free(p);
 }
 
 /* ------------------------------------------------------- lifecycle -- */
@@ -344,9 +460,25 @@ static void on_tick(mmws__timer *t) {
                 p->fails ? now + (rand64(p) % (ceil_ms + 1)) * MS : now;
         }
         mmws_conn_free(s->conn);
+        hold_clear(s);
+        free(s->hold);
         free(s);
     }
     p->nslots = j;
+    /* Nobody carries the stream: the joining connections take it over, in
+     * creation order (their holds are the next messages there are). */
+    int any_joined = 0;
+    for (size_t i = 0; i < p->nslots; i++)
+        if (p->slots[i]->joined &&
+            mmws_conn_state(p->slots[i]->conn) == MMWS_CONNECTED)
+            any_joined = 1;
+    for (size_t i = 0; i < p->nslots && !any_joined; i++) {
+        pslot *s = p->slots[i];
+        if (!s->joined && s->nhold) {
+            if (join(p, s) < 0) return;
+            any_joined = 1;
+        }
+    }
 
     /* Rotation: one old connection at a time, make-before-break. */
     if (p->pcfg.max_connection_age_s) {
@@ -481,6 +613,8 @@ static void really_free(mmws_pool *p) {
     mmws__timer_stop(&p->t_evict);
     for (size_t i = 0; i < p->nslots; i++) {
         mmws_conn_free(p->slots[i]->conn);
+        hold_clear(p->slots[i]);
+        free(p->slots[i]->hold);
         free(p->slots[i]);
     }
     free(p->slots);

@@ -166,12 +166,15 @@ static void exactly_once_under_faults(void) {
     RUN_LOOP_UNTIL(loop, w.delivered >= 4000, {
         if (w.delivered >= next_kill && mmws_pool_connected_count(p) >= 3) {
             sim_cmd(&s, "kill random", out, sizeof out);
-            kills++;
+            if (strncmp(out, "ok", 2) == 0) kills++;
             next_kill += 400;
         }
     });
     mmws_pool_stats st;
-    mmws_pool_stats_get(p, &st);
+    RUN_LOOP_UNTIL(loop, (mmws_pool_stats_get(p, &st),
+                          mmws_pool_connected_count(p) == 5 &&
+                              st.replacements >= kills),
+                   (void)0);
     printf("  delivered=%llu duplicates=%llu kills=%llu replacements=%llu\n",
            (unsigned long long)w.delivered, (unsigned long long)st.duplicates,
            (unsigned long long)kills, (unsigned long long)st.replacements);
@@ -307,11 +310,20 @@ static void budget_holds(void) {
     if (!p) goto out;
     RUN_LOOP_UNTIL(loop, mmws_pool_connected_count(p) == 5, (void)0);
     sim_cmd(&s, "kill random", out, sizeof out);
-    RUN_LOOP_UNTIL(loop, mmws_pool_connected_count(p) == 5, (void)0);
+    mmws_pool_stats st0 = {0};
+    RUN_LOOP_UNTIL(loop, (mmws_pool_stats_get(p, &st0),
+                          st0.replacements == 1 &&
+                              mmws_pool_connected_count(p) == 5),
+                   (void)0);
     sim_cmd(&s, "kill random", out, sizeof out);
     mmws_pool_stats st = {0};
-    RUN_LOOP_UNTIL(loop, (mmws_pool_stats_get(p, &st), st.budget_denied >= 1),
+    RUN_LOOP_UNTIL(loop, (mmws_pool_stats_get(p, &st), st.budget_denied >= 1 &&
+                          mmws_pool_connected_count(p) == 4),
                    (void)0);
+    if (mmws_pool_connected_count(p) != 4) {
+        sim_cmd(&s, "list", out, sizeof out);
+        fprintf(stderr, "sim list:\n%s", out);
+    }
     CHECK_EQ(st.attempts, 6);
     CHECK_EQ(mmws_pool_connected_count(p), 4);
     /* Sends still work over the four. */
