@@ -334,6 +334,60 @@ out:
     sim_stop(&s);
 }
 
+/* The venue's update id as the dedup key (exact and cheaper than a hash). */
+static uint64_t key_by_u(void *user, const uint8_t *data, size_t len) {
+    (*(uint64_t *)user)++;
+    const char *p = memmem(data, len, "\"u\":", 4);
+    return p ? strtoull(p + 4, NULL, 10) : mmws_hash64(data, len);
+}
+
+static void key_function_and_no_connection(void) {
+    sim s;
+    if (sim_start(&s, "--rate 1000 --profiles 0:0,1000:200") != 0) {
+        CHECK_FAIL("mmws-sim start");
+        return;
+    }
+    mmws_loop *loop = mmws_loop_new(NULL);
+    mmws_conn_config cfg;
+    mmws_pool_config pc;
+    char url[128], ca[300];
+    pool_cfg(&cfg, &pc, url, sizeof url, ca, sizeof ca, s.port);
+    uint64_t calls = 0;
+    pc.num_connections = 2;
+    pc.key_fn = key_by_u;
+    pc.key_user = &calls;
+    watch w = {0};
+    mmws_pool *p = NULL;
+    CHECK_RC(mmws_pool_new(loop, &cfg, &pc, on_message, &w, &p), 0);
+    if (p) {
+        mmws_pool_stats st = {0};
+        RUN_LOOP_UNTIL(loop, w.delivered >= 500, (void)0);
+        mmws_pool_stats_get(p, &st);
+        CHECK_EQ(w.gaps, 0);
+        CHECK(st.duplicates > 0);
+        CHECK_EQ(calls, st.delivered + st.duplicates);
+        mmws_pool_free(p);
+    }
+    sim_stop(&s);
+
+    /* Nothing to connect to: sends are refused, never lost silently. */
+    cfg.resolve = "127.0.0.1";
+    snprintf(url, sizeof url, "ws://127.0.0.1:1/");
+    cfg.wss_url = url;
+    cfg.allow_plaintext = 1;
+    pc.key_fn = NULL;
+    p = NULL;
+    CHECK_RC(mmws_pool_new(loop, &cfg, &pc, on_message, &w, &p), 0);
+    if (p) {
+        for (int i = 0; i < 10; i++) mmws_loop_run_once(loop, 10);
+        CHECK_RC(mmws_pool_send_data(p, "x", 1, 1), MMWS_ENOTCONN);
+        CHECK_RC(mmws_pool_send_data(p, "x", 1, 0), MMWS_ENOTCONN);
+        CHECK_EQ(mmws_pool_get_state(p) == MMWS_CONNECTED, 0);
+        mmws_pool_free(p);
+    }
+    mmws_loop_free(loop);
+}
+
 static void config_errors(void) {
     mmws_pool_config pc;
     char err[160];
@@ -370,6 +424,7 @@ int main(void) {
     RUN(exactly_once_under_faults);
     RUN(evict_and_rotate);
     RUN(budget_holds);
+    RUN(key_function_and_no_connection);
     th_certs_remove(certs);
     return TEST_END("test_pool");
 }

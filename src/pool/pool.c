@@ -436,18 +436,23 @@ static size_t active_count(const mmws_pool *p) {
 static void on_tick(mmws__timer *t) {
     mmws_pool *p = t->data;
     uint64_t now = mmws_loop_now_ns(p->loop);
+    /* First unlink the dead from the living, then free them: a replacement
+     * that died frees its victim from eviction. */
+    for (size_t i = 0; i < p->nslots; i++) {
+        pslot *s = p->slots[i];
+        if (!s->dead) continue;
+        for (size_t k = 0; k < p->nslots; k++) {
+            pslot *o = p->slots[k];
+            if (o->replaces == s) o->replaces = NULL;
+            if (s->replaces == o) o->evicting = 0;
+        }
+    }
     size_t j = 0;
     for (size_t i = 0; i < p->nslots; i++) {
         pslot *s = p->slots[i];
         if (!s->dead) {
             p->slots[j++] = s;
             continue;
-        }
-        /* A replacement that died frees its victim from eviction. */
-        for (size_t k = 0; k < p->nslots; k++) {
-            pslot *o = p->slots[k];
-            if (o->replaces == s) o->replaces = NULL;
-            if (s->replaces == o) o->evicting = 0;
         }
         if (!s->evicting) {
             p->st.replacements++;
