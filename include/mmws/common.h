@@ -116,6 +116,10 @@ MMWS_API const char *mmws_strerror(int code);
 /* Returns the name of the code's constant ("MMWS_EPROTO"), never NULL. */
 MMWS_API const char *mmws_errname(int code);
 
+/* The sentence behind the last failing mmws_*_new() on this thread (what
+ * and why, naming the config field); "" if none. */
+MMWS_API const char *mmws_last_error(void);
+
 /* Returns MMWS_VERSION_STRING of the library actually linked. */
 MMWS_API const char *mmws_version(void);
 

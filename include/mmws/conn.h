@@ -179,8 +179,6 @@ MMWS_API double mmws_conn_latency_ema_ms(const mmws_conn *c);
  * e.g. "TLS: certificate verify failed: self-signed certificate". */
 MMWS_API const char *mmws_conn_last_error(const mmws_conn *c);
 
-/* The sentence behind the last failing mmws_*_new() on this thread. */
-MMWS_API const char *mmws_last_error(void);
 
 typedef struct mmws_conn_stats {
     uint64_t msgs_in, bytes_in;       /* delivered messages, payload bytes */

@@ -8,6 +8,10 @@
  * overwritten (the seed's default) or the newest is rejected; either way a
  * drop counter says so — never silent loss. Single-threaded: use it on one
  * thread (the pool's threaded mode adds its own hand-off).
+ *
+ * Bounds: capacity 1..2^30, arena_bytes 1..2^40, unique_window <= 2^30.
+ * Memory: the arena, 32 bytes per slot, and for the unique filter 16 bytes
+ * per window entry.
  */
 #ifndef MMWS_RING_H
 #define MMWS_RING_H
@@ -60,7 +64,10 @@ typedef struct mmws_ring_config {
     mmws_ring_policy policy;  /* default MMWS_RING_OVERWRITE_OLDEST */
     int only_insert_unique;   /* 1: a message equal to one inserted within
                                  the last unique_window is not stored */
-    size_t unique_window;     /* default: capacity */
+    size_t unique_window;     /* keys remembered by the unique filter; 0
+                                 (the default) means capacity; rounded up
+                                 to a power of two. A key stays remembered
+                                 after its message leaves the ring */
 } mmws_ring_config;
 
 typedef struct mmws_ring_stats {
@@ -83,12 +90,16 @@ MMWS_API void mmws_ring_free(mmws_ring *r);
  * (stored), 1 (a duplicate, not stored; counted), MMWS_EQUEUEFULL (full
  * with REJECT_NEWEST; counted in dropped_newest), MMWS_ETOOBIG (larger
  * than the arena), or MMWS_EINVAL. With OVERWRITE_OLDEST, the oldest
- * messages are dropped (and counted) until the new one fits.
+ * messages are dropped (and counted) until the new one fits; if it cannot
+ * fit even then (a message over about half the arena while the last
+ * consumed view still holds its bytes), MMWS_EQUEUEFULL, counted in
+ * dropped_newest.
  */
 MMWS_API int mmws_ring_insert(mmws_ring *r, const mmws_msg *m);
 
 /* Takes the oldest message into *out; out->data stays valid until the
- * next consume (or clear/free). Returns 0 or MMWS_EINCOMPLETE if empty. */
+ * next consume (or clear/free), an empty one included. Returns 0 or
+ * MMWS_EINCOMPLETE if empty. */
 MMWS_API int mmws_ring_consume(mmws_ring *r, mmws_msg *out);
 
 /* Calls cb for every message, oldest first, consuming them; returns how

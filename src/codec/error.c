@@ -1,5 +1,10 @@
-/* error.c — names and descriptions of the MMWS_E* codes. */
+/* error.c — names and descriptions of the MMWS_E* codes, and the
+ * per-thread last-error sentence. */
+#include <stdio.h>
+
 #include <mmws/common.h>
+
+#include "codec/last_error.h"
 
 /* One row per code: the value, its constant's name, and what it means. */
 #define MMWS_ERRORS(X)                                                        \
@@ -73,3 +78,12 @@ const char *mmws_errname(int code) {
 }
 
 const char *mmws_version(void) { return MMWS_VERSION_STRING; }
+
+/* The sentence behind the last failing constructor on this thread. */
+static _Thread_local char tl_last_error[256];
+
+void mmws__set_last_error(const char *text) {
+    snprintf(tl_last_error, sizeof tl_last_error, "%s", text);
+}
+
+const char *mmws_last_error(void) { return tl_last_error; }

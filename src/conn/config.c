@@ -19,14 +19,6 @@
 #define CFG_MAX_ON_CONNECT 4096u
 #define CFG_MAX_TIMEOUT_MS (24u * 3600u * 1000u)
 
-static _Thread_local char tl_last_error[MMWS__ERR_LEN];
-
-void mmws__set_last_error(const char *text) {
-    snprintf(tl_last_error, sizeof tl_last_error, "%s", text);
-}
-
-const char *mmws_last_error(void) { return tl_last_error; }
-
 void mmws_conn_config_default(mmws_conn_config *cfg, const char *wss_url) {
     if (!cfg) return;
     memset(cfg, 0, sizeof *cfg);

@@ -8,6 +8,7 @@
 
 #include <mmws/conn.h>
 
+#include "codec/last_error.h"
 #include "net/dns.h"
 #include "net/io.h"
 #include "net/transport.h"
@@ -49,7 +50,5 @@ void mmws__conn_cfg_free(mmws__conn_cfg *c);
  * Returns 0 or MMWS_ECONFIG. */
 int mmws__parse_resolve(const char *list, uint16_t port, mmws__addrs *addrs);
 
-/* Stores the sentence for mmws_last_error() on this thread. */
-void mmws__set_last_error(const char *text);
 
 #endif /* MMWS_CONN_INTERNAL_H */

@@ -7,6 +7,8 @@
 
 #include <mmws/ring.h>
 
+#include "codec/last_error.h"
+
 /* Largest dedup window, ring capacity and unique_window (2^30). */
 #define MMWS__RING_MAX_COUNT ((size_t)1 << 30)
 
@@ -29,10 +31,10 @@ void mmws__dedup_insert_new(mmws_dedup *d, uint64_t key, uint64_t val);
 /* Replaces the value of a remembered key; no-op if it is not remembered. */
 void mmws__dedup_set_value(mmws_dedup *d, uint64_t key, uint64_t val);
 
-/* The table slot where key's probe starts (tests use it to build keys
- * that collide in the table), and the number of table slots. */
+/* The bucket where key's probe starts (tests use it to build keys that
+ * collide in the table), and the number of buckets (of 8 keys each). */
 size_t mmws__dedup_home(const mmws_dedup *d, uint64_t key);
-size_t mmws__dedup_slots(const mmws_dedup *d);
+size_t mmws__dedup_buckets(const mmws_dedup *d);
 
 /* Tests only: replaces the ring's payload hash (NULL restores
  * mmws_hash64), to force collisions between different payloads. Affects
@@ -40,9 +42,6 @@ size_t mmws__dedup_slots(const mmws_dedup *d);
 void mmws__ring_set_hash_for_test(uint64_t (*fn)(const void *data,
                                                  size_t len));
 
-/* Stores the sentence for mmws_last_error() on this thread. Defined in
- * src/conn/config.c; declared again here (as in conn/conn_internal.h) so
- * the ring layer does not include the connection's private header. */
-void mmws__set_last_error(const char *text);
+
 
 #endif /* MMWS_RING_INTERNAL_H */
