@@ -6,22 +6,28 @@
  *
  * Latency of a message = msg->recv_ns (CLOCK_MONOTONIC right after the read
  * syscall that completed it) - its "ts" (CLOCK_MONOTONIC at generation in
- * the simulator; same host, same clock). Three phases, one after another,
- * each on fresh connections:
- *   singles  5 mmws_conn side by side, each with its own samples; "best"
- *            is the one with the lowest p99
- *   pool 3   mmws_pool of 3, callback mode: the first copy of each message
- *   pool 5   mmws_pool of 5, likewise
- * A phase waits until all its connections are up, discards WARMUP (1 s),
- * then records every message received during SECONDS. Public API only;
- * the default (sleeping) loop; latency pings at the default 1 s; pool
- * eviction pushed past the run (evict_interval_s 3600: every connection has
- * the same profile, so eviction could only churn), dedup key the default
- * (XXH3-64 of the payload).
+ * the simulator; same host, same clock). Measured side by side, on one
+ * loop, over the same window, so that whatever the host does to the
+ * simulator (a descheduled tick delays every connection alike) hits every
+ * series equally:
+ *   singles  5 mmws_conn, each with its own samples; "best" is the one
+ *            with the lowest p99
+ *   pool 3   an mmws_pool of 3, callback mode: the first copy of each
+ *            message, as delivered
+ *   pool 5   an mmws_pool of 5, likewise
+ * (13 connections: 5 + 3 + 5.) It waits until all are up, discards a 1 s
+ * warm-up, then records every message received during SECONDS. Public API
+ * only; the default (sleeping) loop; latency pings at the default 1 s;
+ * pool eviction pushed past the run (evict_interval_s 3600: every
+ * connection has the same profile, so eviction could only churn); the
+ * dedup key is the default (XXH3-64 of the payload). Per-pool details
+ * (first_share, lag) go to stderr.
  *
  * Prints one table row per single and per pool (p50/p99/p99.9/max in µs,
  * gaps = update ids skipped, dups = an id delivered twice or going back,
- * drops = connections lost during the window), then the targets: pool p99
+ * drops = connections lost during the window), two "ideal" rows (per
+ * update id, the smallest latency among singles 1-3 / 1-5: a pool of 3 / 5
+ * with no cost of its own, on the same draws), then the targets: pool p99
  * <= 0.7 x the best single's p99, pool p50 <= the best single's p50.
  * Exit 0 when every phase ran (a missed target is reported, not an error);
  * 1 when a connection could not be made or no sample arrived; 2 on bad
@@ -45,6 +51,7 @@
 /* The latency samples of one series (a single connection or a pool). */
 typedef struct series {
     uint64_t *ns;          /* latencies, ns */
+    uint64_t *uid;         /* their update ids */
     size_t n, cap;
     uint64_t last_u;       /* update id of the previous message, 0 none */
     uint64_t gaps;         /* update ids skipped */
@@ -93,13 +100,16 @@ static void series_add(series *s, const mmws_msg *m) {
     if (s->n == s->cap) {
         size_t cap = s->cap ? s->cap * 2 : 65536;
         uint64_t *ns = realloc(s->ns, cap * sizeof *ns);
-        if (!ns) {
+        if (ns) s->ns = ns;
+        uint64_t *uid = ns ? realloc(s->uid, cap * sizeof *uid) : NULL;
+        if (!uid) {
             s->oom = 1;
             return;
         }
-        s->ns = ns;
+        s->uid = uid;
         s->cap = cap;
     }
+    s->uid[s->n] = u;
     s->ns[s->n++] = m->recv_ns > ts ? m->recv_ns - ts : 0;
 }
 
@@ -117,6 +127,50 @@ static void on_state(void *user, mmws_conn *c, mmws_state from,
     (void)c;
     (void)to;
     if (from == MMWS_CONNECTED && k->ph->recording) k->s->drops++;
+}
+
+/*
+ * The ideal hedge of singles 0..k-1: for every update id that all of them
+ * recorded, the smallest of their latencies — what a pool of k with no
+ * overhead of its own would deliver. Fills *out (samples only); 0 or -1.
+ */
+static int ideal_min(const series *single, int k, series *out) {
+    uint64_t lo = 0, hi = UINT64_MAX;
+    for (int i = 0; i < k; i++) {
+        if (!single[i].n) return -1;
+        if (single[i].uid[0] > lo) lo = single[i].uid[0];
+        if (single[i].uid[single[i].n - 1] < hi)
+            hi = single[i].uid[single[i].n - 1];
+    }
+    if (hi < lo) return -1;
+    size_t span = (size_t)(hi - lo + 1);
+    uint64_t *best = malloc(span * sizeof *best);
+    uint8_t *seen = calloc(span, 1);
+    out->ns = malloc(span * sizeof *out->ns);
+    if (!best || !seen || !out->ns) {
+        free(best);
+        free(seen);
+        out->oom = 1;
+        return -1;
+    }
+    for (size_t j = 0; j < span; j++) best[j] = UINT64_MAX;
+    for (int i = 0; i < k; i++) {
+        for (size_t j = 0; j < single[i].n; j++) {
+            uint64_t u = single[i].uid[j];
+            if (u < lo || u > hi) continue;
+            size_t x = (size_t)(u - lo);
+            if (seen[x] == (uint8_t)i) { /* first copy from single i */
+                seen[x] = (uint8_t)(i + 1);
+                if (single[i].ns[j] < best[x]) best[x] = single[i].ns[j];
+            }
+        }
+    }
+    out->n = 0;
+    for (size_t j = 0; j < span; j++)
+        if (seen[j] == (uint8_t)k) out->ns[out->n++] = best[j];
+    free(best);
+    free(seen);
+    return 0;
 }
 
 static int cmp_u64(const void *a, const void *b) {
@@ -190,100 +244,106 @@ static int record(mmws_loop *loop, phase *ph, double seconds) {
     return rc;
 }
 
-static int singles_up(void *arg) {
-    mmws_conn **c = arg;
+/* Everything measured at once: the singles and both pools. */
+typedef struct bench {
+    mmws_conn *single[HEDGE_SINGLES];
+    mmws_pool *pool3, *pool5;
+} bench;
+
+static int all_up(void *arg) {
+    bench *b = arg;
     for (int i = 0; i < HEDGE_SINGLES; i++)
-        if (mmws_conn_state(c[i]) != MMWS_CONNECTED) return 0;
-    return 1;
+        if (mmws_conn_state(b->single[i]) != MMWS_CONNECTED) return 0;
+    return mmws_pool_connected_count(b->pool3) >= 3 &&
+           mmws_pool_connected_count(b->pool5) >= 5;
 }
 
-typedef struct pool_wait {
-    mmws_pool *p;
-    size_t n;
-} pool_wait;
-
-static int pool_up(void *arg) {
-    pool_wait *w = arg;
-    return mmws_pool_connected_count(w->p) >= w->n;
-}
-
-/* Phase 1: HEDGE_SINGLES connections; fills s[]. 0 or -1. */
-static int run_singles(mmws_loop *loop, const mmws_conn_config *cfg,
-                       double seconds, series *s) {
-    phase ph;
-    memset(&ph, 0, sizeof ph);
-    sink k[HEDGE_SINGLES];
-    mmws_conn *c[HEDGE_SINGLES] = {0};
-    int rc = 0;
-    for (int i = 0; i < HEDGE_SINGLES && rc == 0; i++) {
-        k[i].s = &s[i];
-        k[i].ph = &ph;
-        if (mmws_conn_new(loop, cfg, on_message, &k[i], &c[i]) != 0) {
-            fprintf(stderr, "mmws-bench-hedge: %s\n", mmws_last_error());
-            rc = -1;
-            break;
-        }
-        mmws_conn_set_on_state(c[i], on_state, &k[i]);
-    }
-    if (rc == 0 &&
-        run_until(loop, singles_up, c, mmws_now_ns() + HEDGE_CONNECT_NS)) {
-        for (int i = 0; i < HEDGE_SINGLES; i++)
-            if (mmws_conn_state(c[i]) != MMWS_CONNECTED)
-                fprintf(stderr, "mmws-bench-hedge: single %d not connected: %s\n",
-                        i + 1, mmws_conn_last_error(c[i]));
-        rc = -1;
-    }
-    if (rc == 0) rc = record(loop, &ph, seconds);
-    for (int i = 0; i < HEDGE_SINGLES; i++) {
-        if (!c[i]) continue;
-        mmws_conn_set_on_state(c[i], NULL, NULL);
-        mmws_conn_free(c[i]);
-    }
-    return rc;
-}
-
-/* Phases 2 and 3: a pool of n; fills *s. 0 or -1. */
-static int run_pool(mmws_loop *loop, const mmws_conn_config *cfg, size_t n,
-                    double seconds, series *s) {
-    phase ph;
-    memset(&ph, 0, sizeof ph);
-    sink k = {s, &ph};
+static int pool_open(mmws_loop *loop, const mmws_conn_config *cfg, size_t n,
+                     sink *k, mmws_pool **out) {
     mmws_pool_config pcfg;
     mmws_pool_config_default(&pcfg);
     pcfg.num_connections = n;
     pcfg.evict_interval_s = 3600;
-    mmws_pool *p = NULL;
-    if (mmws_pool_new(loop, cfg, &pcfg, on_message, &k, &p) != 0) {
-        fprintf(stderr, "mmws-bench-hedge: %s\n", mmws_last_error());
+    if (mmws_pool_new(loop, cfg, &pcfg, on_message, k, out) != 0) {
+        fprintf(stderr, "mmws-bench-hedge: pool of %zu: %s\n", n,
+                mmws_last_error());
         return -1;
     }
-    pool_wait w = {p, n};
-    int rc = run_until(loop, pool_up, &w, mmws_now_ns() + HEDGE_CONNECT_NS);
-    if (rc) {
-        fprintf(stderr, "mmws-bench-hedge: pool of %zu: only %zu connected\n",
-                n, mmws_pool_connected_count(p));
-    } else {
-        mmws_pool_stats st0, st1;
-        mmws_pool_stats_get(p, &st0);
-        rc = record(loop, &ph, seconds);
-        mmws_pool_stats_get(p, &st1);
-        s->drops = (st1.replacements - st0.replacements) +
-                   (st1.evictions - st0.evictions) +
-                   (st1.rotations - st0.rotations);
+    return 0;
+}
+
+static void pool_report(mmws_pool *p, size_t n, const mmws_pool_stats *st0,
+                        series *s) {
+    mmws_pool_stats st1;
+    mmws_pool_stats_get(p, &st1);
+    s->drops = (st1.replacements - st0->replacements) +
+               (st1.evictions - st0->evictions) +
+               (st1.rotations - st0->rotations);
+    fprintf(stderr,
+            "pool of %zu: delivered=%" PRIu64 " duplicates=%" PRIu64
+            " (whole run)\n", n, st1.delivered, st1.duplicates);
+    for (size_t i = 0; i < mmws_pool_size(p); i++) {
+        mmws_pool_conn_info ci;
+        if (mmws_pool_conn_info_get(p, i, &ci) != 0) continue;
         fprintf(stderr,
-                "pool of %zu: delivered=%" PRIu64 " duplicates=%" PRIu64
-                " (whole run)\n",
-                n, st1.delivered, st1.duplicates);
-        for (size_t i = 0; i < mmws_pool_size(p); i++) {
-            mmws_pool_conn_info ci;
-            if (mmws_pool_conn_info_get(p, i, &ci) != 0) continue;
-            fprintf(stderr,
-                    "  conn %zu: first_share=%.2f lag_ema_ms=%.3f "
-                    "latency_ema_ms=%.3f\n",
-                    i, ci.first_share, ci.lag_ema_ms, ci.latency_ema_ms);
-        }
+                "  conn %zu: first_share=%.2f lag_ema_ms=%.3f "
+                "latency_ema_ms=%.3f\n",
+                i, ci.first_share, ci.lag_ema_ms, ci.latency_ema_ms);
     }
-    mmws_pool_free(p);
+}
+
+/* Opens everything, waits until it is all up, records. 0 or -1. */
+static int run_all(mmws_loop *loop, const mmws_conn_config *cfg,
+                   double seconds, series *single, series *pool3,
+                   series *pool5) {
+    phase ph;
+    memset(&ph, 0, sizeof ph);
+    sink k[HEDGE_SINGLES + 2];
+    bench b;
+    memset(&b, 0, sizeof b);
+    int rc = 0;
+    for (int i = 0; i < HEDGE_SINGLES && rc == 0; i++) {
+        k[i].s = &single[i];
+        k[i].ph = &ph;
+        if (mmws_conn_new(loop, cfg, on_message, &k[i], &b.single[i]) != 0) {
+            fprintf(stderr, "mmws-bench-hedge: %s\n", mmws_last_error());
+            rc = -1;
+            break;
+        }
+        mmws_conn_set_on_state(b.single[i], on_state, &k[i]);
+    }
+    k[HEDGE_SINGLES].s = pool3;
+    k[HEDGE_SINGLES].ph = &ph;
+    k[HEDGE_SINGLES + 1].s = pool5;
+    k[HEDGE_SINGLES + 1].ph = &ph;
+    if (rc == 0) rc = pool_open(loop, cfg, 3, &k[HEDGE_SINGLES], &b.pool3);
+    if (rc == 0) rc = pool_open(loop, cfg, 5, &k[HEDGE_SINGLES + 1], &b.pool5);
+    if (rc == 0 &&
+        run_until(loop, all_up, &b, mmws_now_ns() + HEDGE_CONNECT_NS) != 0) {
+        for (int i = 0; i < HEDGE_SINGLES; i++)
+            if (mmws_conn_state(b.single[i]) != MMWS_CONNECTED)
+                fprintf(stderr, "mmws-bench-hedge: single %d not connected: "
+                        "%s\n", i + 1, mmws_conn_last_error(b.single[i]));
+        fprintf(stderr, "mmws-bench-hedge: pools connected: %zu of 3, %zu of "
+                "5\n", mmws_pool_connected_count(b.pool3),
+                mmws_pool_connected_count(b.pool5));
+        rc = -1;
+    }
+    if (rc == 0) {
+        mmws_pool_stats st3, st5;
+        mmws_pool_stats_get(b.pool3, &st3);
+        mmws_pool_stats_get(b.pool5, &st5);
+        rc = record(loop, &ph, seconds);
+        pool_report(b.pool3, 3, &st3, pool3);
+        pool_report(b.pool5, 5, &st5, pool5);
+    }
+    for (int i = 0; i < HEDGE_SINGLES; i++) {
+        if (!b.single[i]) continue;
+        mmws_conn_set_on_state(b.single[i], NULL, NULL);
+        mmws_conn_free(b.single[i]);
+    }
+    mmws_pool_free(b.pool3);
+    mmws_pool_free(b.pool5);
     return rc;
 }
 
@@ -319,13 +379,21 @@ int main(int argc, char **argv) {
     memset(&pool3, 0, sizeof pool3);
     memset(&pool5, 0, sizeof pool5);
 
-    int rc = run_singles(loop, &cfg, secs, single);
-    if (rc == 0) rc = run_pool(loop, &cfg, 3, secs, &pool3);
-    if (rc == 0) rc = run_pool(loop, &cfg, 5, secs, &pool5);
+    int rc = run_all(loop, &cfg, secs, single, &pool3, &pool5);
     mmws_loop_free(loop);
 
     int failed = rc != 0;
-    summary ss[HEDGE_SINGLES], s3, s5;
+    /* Before summarize() sorts the singles' samples. */
+    series ideal3, ideal5;
+    memset(&ideal3, 0, sizeof ideal3);
+    memset(&ideal5, 0, sizeof ideal5);
+    if (rc == 0) {
+        ideal_min(single, 3, &ideal3);
+        ideal_min(single, 5, &ideal5);
+    }
+    summary ss[HEDGE_SINGLES], s3, s5, i3, i5;
+    i3 = summarize(&ideal3);
+    i5 = summarize(&ideal5);
     int best = -1;
     for (int i = 0; i < HEDGE_SINGLES; i++) {
         ss[i] = summarize(&single[i]);
@@ -352,6 +420,8 @@ int main(int argc, char **argv) {
     }
     print_row("pool of 3", 3, &s3, &pool3, "");
     print_row("pool of 5", 5, &s5, &pool5, "");
+    if (i3.n) print_row("ideal 3", 3, &i3, &ideal3, "min of singles 1-3");
+    if (i5.n) print_row("ideal 5", 5, &i5, &ideal5, "min of singles 1-5");
 
     if (best >= 0 && s3.n && s5.n) {
         const summary *b = &ss[best];
@@ -370,9 +440,16 @@ int main(int argc, char **argv) {
                    ok50 ? "met" : "MISSED");
         }
     }
-    for (int i = 0; i < HEDGE_SINGLES; i++) free(single[i].ns);
+    for (int i = 0; i < HEDGE_SINGLES; i++) {
+        free(single[i].ns);
+        free(single[i].uid);
+    }
     free(pool3.ns);
+    free(pool3.uid);
     free(pool5.ns);
+    free(pool5.uid);
+    free(ideal3.ns);
+    free(ideal5.ns);
     if (failed) fprintf(stderr, "mmws-bench-hedge: a phase failed\n");
     return failed;
 }

@@ -241,6 +241,17 @@ static void schedule_reconnect(mmws_conn *c) {
     mmws__timer_start(&c->t_backoff, delay * MS);
 }
 
+/* Tears the attempt down, then reconnects unless the user closed or
+ * auto_reconnect is off (then CLOSED for good). */
+static void end_attempt(mmws_conn *c) {
+    teardown(c);
+    if (c->user_closed || !c->cfg.pub.auto_reconnect)
+        set_phase(c, MMWS_PHASE_CLOSED);
+    else
+        schedule_reconnect(c);
+    c->st.up_since_ns = 0;
+}
+
 /* Ends the current attempt with an error: records it, tears down, and
  * reconnects unless the user closed or auto_reconnect is off. */
 static void conn_fail(mmws_conn *c, int code, const char *fmt, ...) {
@@ -251,14 +262,7 @@ static void conn_fail(mmws_conn *c, int code, const char *fmt, ...) {
     c->st.last_error_code = code;
     logf_(c, 1, "conn %llu: %s", (unsigned long long)c->cfg.pub.conn_id,
           c->err);
-    teardown(c);
-    if (c->user_closed || !c->cfg.pub.auto_reconnect) {
-        set_phase(c, MMWS_PHASE_CLOSED);
-        c->st.up_since_ns = 0;
-        return;
-    }
-    schedule_reconnect(c);
-    c->st.up_since_ns = 0;
+    end_attempt(c);
 }
 
 /* Ends a connection that closed cleanly (close handshake done). */
@@ -267,14 +271,7 @@ static void conn_closed(mmws_conn *c) {
         snprintf(c->err, sizeof c->err, "closed by the server with %u (%s)",
                  c->st.last_close_code,
                  mmws_close_code_name(c->st.last_close_code));
-    teardown(c);
-    if (c->user_closed || !c->cfg.pub.auto_reconnect) {
-        set_phase(c, MMWS_PHASE_CLOSED);
-        c->st.up_since_ns = 0;
-        return;
-    }
-    schedule_reconnect(c);
-    c->st.up_since_ns = 0;
+    end_attempt(c);
 }
 
 /* Runs the deferred free once no callback of ours is on the stack. */
