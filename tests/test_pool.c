@@ -11,86 +11,34 @@
  * number of live connections; the connection budget holds; config errors
  * are clear. Waits are bounded only so a failure cannot hang.
  */
-#include <signal.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <netinet/in.h>
-#include <arpa/inet.h>
-
 #include "harness.h"
+#include "sim.h"
 #include "test.h"
 
 static char certs[256];
 
-typedef struct sim {
-    pid_t pid;
-    int port, control;
-} sim;
-
-/* Starts mmws-sim with extra args; reads LISTENING and CONTROL. */
-static int sim_start(sim *s, const char *args) {
-    const char *bd = getenv("MMWS_BUILD_DIR");
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "exec '%s/mmws-sim' --tls %s/server.pem %s/server.key %s",
-             bd ? bd : ".", certs, certs, args);
-    int fds[2];
-    if (pipe(fds) != 0) return -1;
-    s->pid = fork();
-    if (s->pid == 0) {
-        dup2(fds[1], 1);
-        close(fds[0]);
-        close(fds[1]);
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    close(fds[1]);
-    FILE *f = fdopen(fds[0], "r");
-    char line[128];
-    s->port = s->control = 0;
-    while ((!s->port || !s->control) && fgets(line, sizeof line, f)) {
-        sscanf(line, "LISTENING %d", &s->port);
-        sscanf(line, "CONTROL %d", &s->control);
-    }
-    fclose(f);
-    return s->port && s->control ? 0 : -1;
-}
-
-static void sim_stop(sim *s) {
-    if (s->pid <= 0) return;
-    kill(s->pid, SIGTERM);
-    int st;
-    waitpid(s->pid, &st, 0);
-    s->pid = 0;
-}
-
-/* Sends one control command; returns the reply (up to "end") in out. */
-static int sim_cmd(const sim *s, const char *cmd, char *out, size_t cap) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {0};
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)s->control);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        if (fd >= 0) close(fd);
-        return -1;
-    }
-    char line[256];
-    snprintf(line, sizeof line, "%s\n", cmd);
-    if (write(fd, line, strlen(line)) < 0) {
-        close(fd);
-        return -1;
-    }
+/* Starts the simulator over wss:// with the test PKI and extra args
+ * (a space-separated string, split here). */
+static int start_sim(simproc *sp, const char *extra) {
+    static char buf[512];
+    const char *argv[24];
+    char crt[300], key[300];
     size_t n = 0;
-    out[0] = '\0';
-    while (n + 1 < cap) {
-        ssize_t r = read(fd, out + n, cap - 1 - n);
-        if (r <= 0) break;
-        n += (size_t)r;
-        out[n] = '\0';
-        if (strstr(out, "end\n")) break;
-    }
-    close(fd);
-    return 0;
+    snprintf(crt, sizeof crt, "%s/server.pem", certs);
+    snprintf(key, sizeof key, "%s/server.key", certs);
+    argv[n++] = "--tls";
+    argv[n++] = crt;
+    argv[n++] = key;
+    snprintf(buf, sizeof buf, "%s", extra);
+    for (char *t = strtok(buf, " "); t && n < 23; t = strtok(NULL, " "))
+        argv[n++] = t;
+    argv[n] = NULL;
+    return sim_start(sp, argv);
+}
+
+/* One control command; the reply (up to "end") in out. */
+static int sim_cmd(const simproc *sp, const char *cmd, char *out, size_t cap) {
+    return ctl(sp, cmd, out, cap);
 }
 
 /* What the pool delivered, checked as it arrives. */
@@ -147,8 +95,8 @@ static void pool_cfg(mmws_conn_config *cfg, mmws_pool_config *pc, char *url,
 /* A few thousand messages with random connections killed (never all):
  * every id once, in order. Then routing and broadcast. */
 static void exactly_once_under_faults(void) {
-    sim s;
-    if (sim_start(&s, "--rate 2000 --profiles 0:0,1500:300,3000:300,4500:300,6000:300") != 0) {
+    simproc s;
+    if (start_sim(&s, "--rate 2000 --profiles 0:0,1500:300,3000:300,4500:300,6000:300") != 0) {
         CHECK_FAIL("mmws-sim start");
         return;
     }
@@ -250,8 +198,8 @@ out:
 /* Eviction and rotation: replacements come up before victims go, so the
  * live count never drops below num_connections once reached. */
 static void evict_and_rotate(void) {
-    sim s;
-    if (sim_start(&s, "--rate 1000 --profiles 0:0,500:100,1000:100,8000:100,9000:100") != 0) {
+    simproc s;
+    if (start_sim(&s, "--rate 1000 --profiles 0:0,500:100,1000:100,8000:100,9000:100") != 0) {
         CHECK_FAIL("mmws-sim start");
         return;
     }
@@ -291,9 +239,9 @@ out:
 /* The budget: 6 attempts allowed; after two kills the second replacement
  * must wait (budget_denied) and the pool stays within 6. */
 static void budget_holds(void) {
-    sim s;
+    simproc s;
     char out[4096];
-    if (sim_start(&s, "--rate 200") != 0) {
+    if (start_sim(&s, "--rate 200") != 0) {
         CHECK_FAIL("mmws-sim start");
         return;
     }
@@ -342,8 +290,8 @@ static uint64_t key_by_u(void *user, const uint8_t *data, size_t len) {
 }
 
 static void key_function_and_no_connection(void) {
-    sim s;
-    if (sim_start(&s, "--rate 1000 --profiles 0:0,1000:200") != 0) {
+    simproc s;
+    if (start_sim(&s, "--rate 1000 --profiles 0:0,1000:200") != 0) {
         CHECK_FAIL("mmws-sim start");
         return;
     }
