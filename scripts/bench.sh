@@ -12,4 +12,7 @@ done
 # The round-trip echo benchmark against Boost.Beast, libwebsockets and the
 # ceiling client (BENCH_ECHO=0 skips it).
 [ "${BENCH_ECHO:-1}" = 0 ] || { echo "== bench-echo"; scripts/bench-echo.sh || rc=1; }
+# The pool's hedging latency and the firehose against Beast/lws readers,
+# both against the bundled simulator (BENCH_POOL=0 skips it).
+[ "${BENCH_POOL:-1}" = 0 ] || { echo "== bench-pool"; scripts/bench-pool.sh || rc=1; }
 exit $rc

@@ -29,9 +29,9 @@
  * update id, the smallest latency among singles 1-3 / 1-5: a pool of 3 / 5
  * with no cost of its own, on the same draws), then the targets: pool p99
  * <= 0.7 x the best single's p99, pool p50 <= the best single's p50.
- * Exit 0 when every phase ran (a missed target is reported, not an error);
- * 1 when a connection could not be made or no sample arrived; 2 on bad
- * usage.
+ * Exit 0 when the measurement ran (a missed target is reported, not an
+ * error); 1 when a connection could not be made or a series got no
+ * sample; 2 on bad usage.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -381,16 +381,26 @@ int main(int argc, char **argv) {
 
     int rc = run_all(loop, &cfg, secs, single, &pool3, &pool5);
     mmws_loop_free(loop);
+    if (rc != 0) {
+        for (int i = 0; i < HEDGE_SINGLES; i++) {
+            free(single[i].ns);
+            free(single[i].uid);
+        }
+        free(pool3.ns);
+        free(pool3.uid);
+        free(pool5.ns);
+        free(pool5.uid);
+        fprintf(stderr, "mmws-bench-hedge: no measurement\n");
+        return 1;
+    }
 
-    int failed = rc != 0;
+    int failed = 0;
     /* Before summarize() sorts the singles' samples. */
     series ideal3, ideal5;
     memset(&ideal3, 0, sizeof ideal3);
     memset(&ideal5, 0, sizeof ideal5);
-    if (rc == 0) {
-        ideal_min(single, 3, &ideal3);
-        ideal_min(single, 5, &ideal5);
-    }
+    ideal_min(single, 3, &ideal3);
+    ideal_min(single, 5, &ideal5);
     summary ss[HEDGE_SINGLES], s3, s5, i3, i5;
     i3 = summarize(&ideal3);
     i5 = summarize(&ideal5);
