@@ -11,6 +11,7 @@
  * number of live connections; the connection budget holds; config errors
  * are clear. Waits are bounded only so a failure cannot hang.
  */
+#include "dns_responder.h"
 #include "harness.h"
 #include "sim.h"
 #include "test.h"
@@ -336,6 +337,54 @@ static void key_function_and_no_connection(void) {
     mmws_loop_free(loop);
 }
 
+/* The pool resolves the host once and spreads its connections over every
+ * address (DNS answered on loopback by tests/dns_responder.h: many.test is
+ * 127.0.0.1, .2 and .3; the simulator listens on .1 only, so a connection
+ * spread to .2 or .3 falls back to .1 after a refusal). */
+static void dns_spread(void) {
+    simproc s;
+    if (start_sim(&s, "--rate 500") != 0) {
+        CHECK_FAIL("mmws-sim start");
+        return;
+    }
+    server_start();
+    mmws_loop *loop = mmws_loop_new(NULL);
+    mmws_conn_config cfg;
+    mmws_pool_config pc;
+    char url[128], ca[300];
+    pool_cfg(&cfg, &pc, url, sizeof url, ca, sizeof ca, s.port);
+    snprintf(url, sizeof url, "wss://many.test:%d/ws", s.port);
+    cfg.wss_url = url;
+    cfg.resolve = NULL;
+    cfg.dns_servers = srv.servers;
+    cfg.tls_verify = 0; /* the test certificate does not name many.test */
+    pc.num_connections = 3;
+    watch w = {0};
+    mmws_pool *p = NULL;
+    CHECK_RC(mmws_pool_new(loop, &cfg, &pc, on_message, &w, &p), 0);
+    if (p) {
+        RUN_LOOP_UNTIL(loop, mmws_pool_connected_count(p) == 3 &&
+                                 w.delivered >= 200, (void)0);
+        int seen[4] = {0};
+        for (size_t i = 0; i < mmws_pool_size(p); i++) {
+            mmws_pool_conn_info ci;
+            if (mmws_pool_conn_info_get(p, i, &ci)) continue;
+            if (!strcmp(ci.addr, "127.0.0.1")) seen[1]++;
+            if (!strcmp(ci.addr, "127.0.0.2")) seen[2]++;
+            if (!strcmp(ci.addr, "127.0.0.3")) seen[3]++;
+        }
+        CHECK_EQ(seen[1], 1);
+        CHECK_EQ(seen[2], 1);
+        CHECK_EQ(seen[3], 1);
+        CHECK_EQ(w.gaps, 0);
+        CHECK(atomic_load(&srv.queries) >= 1);
+        mmws_pool_free(p);
+    }
+    mmws_loop_free(loop);
+    server_stop();
+    sim_stop(&s);
+}
+
 static void config_errors(void) {
     mmws_pool_config pc;
     char err[160];
@@ -373,6 +422,7 @@ int main(void) {
     RUN(evict_and_rotate);
     RUN(budget_holds);
     RUN(key_function_and_no_connection);
+    RUN(dns_spread);
     th_certs_remove(certs);
     return TEST_END("test_pool");
 }

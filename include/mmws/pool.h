@@ -97,8 +97,11 @@ MMWS_API int mmws_pool_config_validate(const mmws_pool_config *pcfg,
 /*
  * Opens num_connections connections concurrently with cfg (auto_reconnect
  * is managed by the pool: a dead connection is replaced within the
- * budget). When cfg->resolve lists several addresses, connections are
- * spread across them round-robin. on_message NULL selects iteration mode.
+ * budget). The host is resolved once, by the pool (cfg->resolve, if set,
+ * instead); with several addresses, connections are spread across them
+ * round-robin, each trying the others after its own. If that resolution
+ * fails, each connection resolves for itself (and reports the error).
+ * on_message NULL selects iteration mode.
  * Returns 0, MMWS_EINVAL, MMWS_ECONFIG (sentence in mmws_last_error()),
  * MMWS_ENOMEM.
  */
@@ -146,6 +149,8 @@ typedef struct mmws_pool_conn_info {
     uint64_t duplicates;
     uint64_t age_ms;         /* since this connection was created */
     int evicting;            /* being replaced */
+    char addr[48];           /* the address it was spread to first ("" if
+                                the pool had one address or none) */
 } mmws_pool_conn_info;
 
 /* Fills out for connection i (0 .. mmws_pool_size - 1). 0 or

@@ -14,6 +14,8 @@
  * Eviction and rotation are make-before-break: the victim is closed only
  * when its replacement has delivered its first message.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +53,7 @@ struct pslot {
     pslot *replaces;         /* the victim this slot was opened to replace */
     int joined;              /* its stream has met the delivered stream */
     int dup_run;             /* consecutive duplicates while joining */
+    char addr[48];           /* first address it was spread to, or "" */
     held *hold;              /* joining: messages ahead of the others */
     size_t nhold, hold_cap;
 };
@@ -84,9 +87,10 @@ struct mmws_pool {
     uint64_t next_create_ns;     /* replacement delay after failures */
     uint64_t jitter;             /* xorshift state */
 
-    char resolve[512];           /* cfg.resolve split into addresses */
-    char *addr[16];
+    char resolve[1024];          /* the addresses, split in place */
+    char *addr[MMWS__DNS_MAX_ADDRS];
     size_t naddr, next_addr;
+    mmws__dns_query *dns;        /* the pool's own resolution, in flight */
 
     mmws__timer t_tick;          /* housekeeping */
     mmws__timer t_evict;         /* every evict_interval_s */
@@ -402,10 +406,12 @@ static pslot *open_slot(mmws_pool *p, pslot *victim) {
     mmws_conn_config cfg = p->owned.pub;
     cfg.auto_reconnect = 0;
     cfg.conn_id = 0;
-    char resolve[512];
-    if (p->naddr > 1) {
+    char resolve[1024];
+    if (p->naddr > 0) {
         /* Spread: this slot's first address, then the others in turn. */
         size_t first = p->next_addr++ % p->naddr, n = 0;
+        if (p->naddr > 1)
+            snprintf(s->addr, sizeof s->addr, "%s", p->addr[first]);
         resolve[0] = '\0';
         for (size_t k = 0; k < p->naddr && n < sizeof resolve; k++)
             n += (size_t)snprintf(resolve + n, sizeof resolve - n, "%s%s",
@@ -506,7 +512,7 @@ static void on_tick(mmws__timer *t) {
         }
     }
 
-    while (active_count(p) < p->pcfg.num_connections &&
+    while (!p->dns && active_count(p) < p->pcfg.num_connections &&
            now >= p->next_create_ns) {
         if (!open_slot(p, NULL)) break;
     }
@@ -542,6 +548,37 @@ static void on_evict(mmws__timer *t) {
         }
     }
     mmws__timer_start(&p->t_evict, (uint64_t)p->pcfg.evict_interval_s * 1000 * MS);
+}
+
+/* Splits the comma list in p->resolve into p->addr. */
+static void split_addrs(mmws_pool *p) {
+    p->naddr = 0;
+    for (char *tok = strtok(p->resolve, ","); tok && p->naddr < MMWS__DNS_MAX_ADDRS;
+         tok = strtok(NULL, ","))
+        p->addr[p->naddr++] = tok;
+}
+
+/* The pool's resolution: the addresses to spread over, then the slots. */
+static void on_pool_dns(void *data, int rc, const mmws__addrs *addrs,
+                        const char *detail) {
+    mmws_pool *p = data;
+    (void)detail; /* on failure each connection resolves and reports */
+    p->dns = NULL;
+    size_t n = 0;
+    p->resolve[0] = '\0';
+    for (size_t i = 0; rc == 0 && i < addrs->count; i++) {
+        char ip[INET6_ADDRSTRLEN];
+        const struct sockaddr *sa = (const struct sockaddr *)&addrs->addr[i];
+        const void *a = sa->sa_family == AF_INET
+                            ? (const void *)&((const struct sockaddr_in *)(const void *)sa)->sin_addr
+                            : (const void *)&((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+        if (!inet_ntop(sa->sa_family, a, ip, sizeof ip)) continue;
+        n += (size_t)snprintf(p->resolve + n, sizeof p->resolve - n, "%s%s",
+                              n ? "," : "", ip);
+        if (n >= sizeof p->resolve) break;
+    }
+    split_addrs(p);
+    mmws__timer_start(&p->t_tick, 0);
 }
 
 int mmws_pool_new(mmws_loop *loop, const mmws_conn_config *cfg,
@@ -591,29 +628,39 @@ int mmws_pool_new(mmws_loop *loop, const mmws_conn_config *cfg,
                              "config");
         return MMWS_ENOMEM;
     }
-    if (cfg->resolve) {
-        snprintf(p->resolve, sizeof p->resolve, "%s", cfg->resolve);
-        for (char *tok = strtok(p->resolve, ","); tok && p->naddr < 16;
-             tok = strtok(NULL, ","))
-            p->addr[p->naddr++] = tok;
-    }
     mmws__timer_init(loop, &p->t_tick, on_tick, p);
     mmws__timer_init(loop, &p->t_evict, on_evict, p);
-    for (size_t i = 0; i < pcfg->num_connections; i++) {
-        if (!open_slot(p, NULL)) {
-            really_free(p);
-            mmws__set_last_error("mmws_pool_new: could not open the "
-                                 "connections");
-            return MMWS_ENOMEM;
+    struct in6_addr lit;
+    if (cfg->resolve) {
+        snprintf(p->resolve, sizeof p->resolve, "%s", cfg->resolve);
+        split_addrs(p);
+    } else if (inet_pton(AF_INET, p->owned.host, &lit) != 1 &&
+               inet_pton(AF_INET6, p->owned.host, &lit) != 1) {
+        mmws__dns_options opt = {cfg->dns_servers, cfg->connect_timeout_ms};
+        char detail[MMWS__DETAIL_LEN];
+        if (mmws__dns_resolve(loop, p->owned.host, p->owned.url.port, &opt,
+                              on_pool_dns, p, &p->dns, detail,
+                              sizeof detail) != 0)
+            p->dns = NULL; /* each connection resolves for itself */
+    }
+    if (!p->dns) {
+        for (size_t i = 0; i < pcfg->num_connections; i++) {
+            if (!open_slot(p, NULL)) {
+                really_free(p);
+                mmws__set_last_error("mmws_pool_new: could not open the "
+                                     "connections");
+                return MMWS_ENOMEM;
+            }
         }
     }
-    mmws__timer_start(&p->t_tick, TICK_NS);
+    mmws__timer_start(&p->t_tick, p->dns ? TICK_NS * 40 : TICK_NS);
     mmws__timer_start(&p->t_evict, (uint64_t)pcfg->evict_interval_s * 1000 * MS);
     *out = p;
     return 0;
 }
 
 static void really_free(mmws_pool *p) {
+    if (p->dns) mmws__dns_cancel(p->dns);
     mmws__timer_stop(&p->t_tick);
     mmws__timer_stop(&p->t_evict);
     for (size_t i = 0; i < p->nslots; i++) {
@@ -720,6 +767,7 @@ int mmws_pool_conn_info_get(const mmws_pool *p, size_t i,
     out->score_ms = slot_score(s);
     out->age_ms = (mmws_loop_now_ns(p->loop) - s->created_ns) / MS;
     out->evicting = s->evicting;
+    snprintf(out->addr, sizeof out->addr, "%s", s->addr);
     return 0;
 }
 
