@@ -1,10 +1,11 @@
 /* error.c — names and descriptions of the MMWS_E* codes, and the
  * per-thread last-error sentence. */
+#include <stdarg.h>
 #include <stdio.h>
 
 #include <mmws/common.h>
 
-#include "codec/last_error.h"
+#include "codec/err_internal.h"
 
 /* One row per code: the value, its constant's name, and what it means. */
 #define MMWS_ERRORS(X)                                                        \
@@ -87,3 +88,11 @@ void mmws__set_last_error(const char *text) {
 }
 
 const char *mmws_last_error(void) { return tl_last_error; }
+
+void mmws__detail(char *buf, size_t len, const char *fmt, ...) {
+    if (buf == NULL || len == 0) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, len, fmt, ap);
+    va_end(ap);
+}

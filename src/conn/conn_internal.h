@@ -8,7 +8,7 @@
 
 #include <mmws/conn.h>
 
-#include "codec/last_error.h"
+#include "codec/err_internal.h"
 #include "net/dns.h"
 #include "net/io.h"
 #include "net/transport.h"

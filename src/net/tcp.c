@@ -15,18 +15,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "codec/err_internal.h"
 #include "net/transport.h"
 
-/* Writes a printf-style message into detail, if there is room for one. */
-static void set_detail(char *detail, size_t detail_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_detail(char *detail, size_t detail_len, const char *fmt, ...) {
-    if (detail == NULL || detail_len == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(detail, detail_len, fmt, ap);
-    va_end(ap);
-}
 
 void mmws__addr_format(const struct sockaddr *addr, char *buf, size_t len) {
     char host[INET6_ADDRSTRLEN];
@@ -57,7 +48,7 @@ int mmws__tcp_connect_start(const struct sockaddr *addr, socklen_t len,
     char where[INET6_ADDRSTRLEN + 32];
     char ebuf[128];
     if (addr == NULL || fd == NULL) {
-        set_detail(detail, detail_len, "connect: no address");
+        mmws__detail(detail, detail_len, "connect: no address");
         return MMWS_EINVAL;
     }
     *fd = -1;
@@ -65,7 +56,7 @@ int mmws__tcp_connect_start(const struct sockaddr *addr, socklen_t len,
                    IPPROTO_TCP);
     if (s < 0) {
         int e = errno;
-        set_detail(detail, detail_len, "socket: %s",
+        mmws__detail(detail, detail_len, "socket: %s",
                    strerror_r(e, ebuf, sizeof ebuf));
         return MMWS_ESYS;
     }
@@ -73,7 +64,7 @@ int mmws__tcp_connect_start(const struct sockaddr *addr, socklen_t len,
     if (setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0) {
         int e = errno;
         close(s);
-        set_detail(detail, detail_len, "setsockopt TCP_NODELAY: %s",
+        mmws__detail(detail, detail_len, "setsockopt TCP_NODELAY: %s",
                    strerror_r(e, ebuf, sizeof ebuf));
         return MMWS_ESYS;
     }
@@ -82,7 +73,7 @@ int mmws__tcp_connect_start(const struct sockaddr *addr, socklen_t len,
         int e = errno;
         close(s);
         mmws__addr_format(addr, where, sizeof where);
-        set_detail(detail, detail_len, "connect %s: %s", where,
+        mmws__detail(detail, detail_len, "connect %s: %s", where,
                    strerror_r(e, ebuf, sizeof ebuf));
         return MMWS_ECONNECT;
     }
@@ -99,7 +90,7 @@ int mmws__tcp_connect_finish(int fd, const struct sockaddr *addr,
     if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0) err = errno;
     if (err == 0) return 0;
     mmws__addr_format(addr, where, sizeof where);
-    set_detail(detail, detail_len, "connect %s: %s", where,
+    mmws__detail(detail, detail_len, "connect %s: %s", where,
                strerror_r(err, ebuf, sizeof ebuf));
     return MMWS_ECONNECT;
 }
@@ -107,7 +98,7 @@ int mmws__tcp_connect_finish(int fd, const struct sockaddr *addr,
 /* Records "<op>: <strerror(e)>" as the transport's last error. */
 static void tcp_errno_detail(mmws__transport *t, const char *op, int e) {
     char ebuf[128];
-    set_detail(t->detail, sizeof t->detail, "%s: %s", op,
+    mmws__detail(t->detail, sizeof t->detail, "%s: %s", op,
                strerror_r(e, ebuf, sizeof ebuf));
 }
 

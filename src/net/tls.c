@@ -32,6 +32,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "codec/err_internal.h"
 #include "net/transport.h"
 
 struct mmws__tls_ctx {
@@ -50,16 +51,6 @@ typedef struct tls_transport {
     int fatal;            /* 1 after an error that forbids SSL_shutdown */
 } tls_transport;
 
-/* Writes a printf-style message into detail, if there is room for one. */
-static void set_detail(char *detail, size_t detail_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_detail(char *detail, size_t detail_len, const char *fmt, ...) {
-    if (detail == NULL || detail_len == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(detail, detail_len, fmt, ap);
-    va_end(ap);
-}
 
 /*
  * Takes the oldest queued OpenSSL error (the root cause), writes its reason
@@ -75,7 +66,7 @@ static unsigned long drain_errors(char *buf, size_t len) {
     unsigned long e = ERR_get_error_line_data(NULL, NULL, &data, &flags);
 #endif
     if (e == 0) {
-        set_detail(buf, len, "unknown error");
+        mmws__detail(buf, len, "unknown error");
     } else {
         const char *reason = ERR_reason_error_string(e);
         char whole[256];
@@ -84,9 +75,9 @@ static unsigned long drain_errors(char *buf, size_t len) {
             reason = whole;
         }
         if (data != NULL && (flags & ERR_TXT_STRING) && data[0] != '\0')
-            set_detail(buf, len, "%s (%s)", reason, data);
+            mmws__detail(buf, len, "%s (%s)", reason, data);
         else
-            set_detail(buf, len, "%s", reason);
+            mmws__detail(buf, len, "%s", reason);
     }
     ERR_clear_error();
     return e;
@@ -173,22 +164,22 @@ static void file_detail(char *detail, size_t detail_len, const char *field,
     if (stat(path, &st) != 0 || access(path, R_OK) != 0) {
         int e = errno;
         ERR_clear_error();
-        set_detail(reason, sizeof reason, "%s",
+        mmws__detail(reason, sizeof reason, "%s",
                    strerror_r(e, ebuf, sizeof ebuf));
     } else if (want_dir && !S_ISDIR(st.st_mode)) {
         ERR_clear_error();
-        set_detail(reason, sizeof reason, "not a directory");
+        mmws__detail(reason, sizeof reason, "not a directory");
     } else {
         drain_errors(reason, sizeof reason);
     }
-    set_detail(detail, detail_len, "%s \"%s\": %s", field, path, reason);
+    mmws__detail(detail, detail_len, "%s \"%s\": %s", field, path, reason);
 }
 
 /* Writes "<what>: <OpenSSL's reason>" into detail. */
 static void ossl_detail(char *detail, size_t detail_len, const char *what) {
     char reason[192];
     drain_errors(reason, sizeof reason);
-    set_detail(detail, detail_len, "%s: %s", what, reason);
+    mmws__detail(detail, detail_len, "%s: %s", what, reason);
 }
 
 mmws__tls_ctx *mmws__tls_ctx_new(const mmws__tls_config *cfg, char *detail,
@@ -198,7 +189,7 @@ mmws__tls_ctx *mmws__tls_ctx_new(const mmws__tls_config *cfg, char *detail,
     ERR_clear_error();
     mmws__tls_ctx *ctx = calloc(1, sizeof *ctx);
     if (ctx == NULL) {
-        set_detail(detail, detail_len, "out of memory");
+        mmws__detail(detail, detail_len, "out of memory");
         return NULL;
     }
     ctx->verify = cfg->verify != 0;
@@ -242,7 +233,7 @@ mmws__tls_ctx *mmws__tls_ctx_new(const mmws__tls_config *cfg, char *detail,
     }
 
     if (cfg->key_file != NULL && cfg->cert_file == NULL) {
-        set_detail(detail, detail_len,
+        mmws__detail(detail, detail_len,
                    "tls_key_file \"%s\" given without tls_cert_file",
                    cfg->key_file);
         goto fail;
@@ -258,7 +249,7 @@ mmws__tls_ctx *mmws__tls_ctx_new(const mmws__tls_config *cfg, char *detail,
         if (!SSL_CTX_use_PrivateKey_file(sc, key, SSL_FILETYPE_PEM)) {
             if (cfg->key_file == NULL) {
                 ERR_clear_error();
-                set_detail(detail, detail_len,
+                mmws__detail(detail, detail_len,
                            "tls_cert_file \"%s\" holds no private key "
                            "(set tls_key_file)", key);
             } else {
@@ -269,7 +260,7 @@ mmws__tls_ctx *mmws__tls_ctx_new(const mmws__tls_config *cfg, char *detail,
         if (!SSL_CTX_check_private_key(sc)) {
             char reason[192];
             drain_errors(reason, sizeof reason);
-            set_detail(detail, detail_len,
+            mmws__detail(detail, detail_len,
                        "%s \"%s\" does not match tls_cert_file \"%s\": %s",
                        key_field, key, cfg->cert_file, reason);
             goto fail;
@@ -326,12 +317,12 @@ static ptrdiff_t tls_fail(tls_transport *tt, int ret, const char *op) {
         if (tt->sys_op != NULL) {
             char ebuf[128];
             ERR_clear_error();
-            set_detail(d, dl, "%s: %s", tt->sys_op,
+            mmws__detail(d, dl, "%s: %s", tt->sys_op,
                        strerror_r(tt->sys_errno, ebuf, sizeof ebuf));
             return MMWS_EIO;
         }
         ERR_clear_error();
-        set_detail(d, dl, "connection closed without TLS close_notify");
+        mmws__detail(d, dl, "connection closed without TLS close_notify");
         return MMWS_ECLOSED;
     case SSL_ERROR_SSL: {
         tt->fatal = 1;
@@ -341,7 +332,7 @@ static ptrdiff_t tls_fail(tls_transport *tt, int ret, const char *op) {
             ERR_GET_REASON(e) == SSL_R_CERTIFICATE_VERIFY_FAILED &&
             vr != X509_V_OK) {
             ERR_clear_error();
-            set_detail(d, dl, "certificate verify failed: %s",
+            mmws__detail(d, dl, "certificate verify failed: %s",
                        X509_verify_cert_error_string(vr));
             return MMWS_ETLS;
         }
@@ -349,7 +340,7 @@ static ptrdiff_t tls_fail(tls_transport *tt, int ret, const char *op) {
         if (ERR_GET_LIB(e) == ERR_LIB_SSL &&
             ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
             ERR_clear_error();
-            set_detail(d, dl, "connection closed without TLS close_notify");
+            mmws__detail(d, dl, "connection closed without TLS close_notify");
             return MMWS_ECLOSED;
         }
 #endif
@@ -375,12 +366,12 @@ static int tls_handshake(mmws__transport *t) {
     if (rc == MMWS_EIO || rc == MMWS_ECLOSED || rc == 0) {
         char cause[MMWS__DETAIL_LEN - 16];
         if (rc == 0)
-            set_detail(cause, sizeof cause, "peer sent close_notify");
+            mmws__detail(cause, sizeof cause, "peer sent close_notify");
         else if (rc == MMWS_ECLOSED)
-            set_detail(cause, sizeof cause, "connection closed by the peer");
+            mmws__detail(cause, sizeof cause, "connection closed by the peer");
         else
-            set_detail(cause, sizeof cause, "%s", t->detail);
-        set_detail(t->detail, sizeof t->detail, "handshake: %s", cause);
+            mmws__detail(cause, sizeof cause, "%s", t->detail);
+        mmws__detail(t->detail, sizeof t->detail, "handshake: %s", cause);
     }
     return MMWS_ETLS;
 }
@@ -409,7 +400,7 @@ static ptrdiff_t tls_write(mmws__transport *t, const void *buf, size_t len) {
     if (SSL_write_ex(tt->ssl, buf, len, &n)) return (ptrdiff_t)n;
     ptrdiff_t rc = tls_fail(tt, 0, "write");
     if (rc == 0) {
-        set_detail(t->detail, sizeof t->detail, "peer sent close_notify");
+        mmws__detail(t->detail, sizeof t->detail, "peer sent close_notify");
         return MMWS_ECLOSED;
     }
     return rc;
@@ -457,17 +448,17 @@ static int is_ip_literal(const char *host) {
 mmws__transport *mmws__tls_new(mmws__tls_ctx *ctx, int fd, const char *host,
                                char *detail, size_t detail_len) {
     if (ctx == NULL || fd < 0) {
-        set_detail(detail, detail_len, "TLS: no context or no socket");
+        mmws__detail(detail, detail_len, "TLS: no context or no socket");
         return NULL;
     }
     if (ctx->verify && (host == NULL || host[0] == '\0')) {
-        set_detail(detail, detail_len, "TLS: no host name to verify");
+        mmws__detail(detail, detail_len, "TLS: no host name to verify");
         return NULL;
     }
     ERR_clear_error();
     tls_transport *tt = calloc(1, sizeof *tt);
     if (tt == NULL) {
-        set_detail(detail, detail_len, "out of memory");
+        mmws__detail(detail, detail_len, "out of memory");
         return NULL;
     }
     tt->base.ops = &tls_ops;
@@ -511,7 +502,7 @@ mmws__transport *mmws__tls_new(mmws__tls_ctx *ctx, int fd, const char *host,
             if (!ok) {
                 char reason[160];
                 drain_errors(reason, sizeof reason);
-                set_detail(detail, detail_len,
+                mmws__detail(detail, detail_len,
                            "TLS: cannot verify against host \"%s\": %s", host,
                            reason);
                 goto fail;

@@ -7,7 +7,7 @@
 
 #include <mmws/ring.h>
 
-#include "codec/last_error.h"
+#include "codec/err_internal.h"
 
 /* Largest dedup window, ring capacity and unique_window (2^30). */
 #define MMWS__RING_MAX_COUNT ((size_t)1 << 30)
