@@ -60,6 +60,14 @@ static void against(const char *kind) {
     CHECK_EQ(run_cat(args, out, sizeof out), 0);
     CHECK_STR(out, "abcde\nabcde\nabcde\n");
 
+    /* --count stops at N even when many more arrive in one read. */
+    snprintf(args, sizeof args,
+             "--ca %s/ca.pem --resolve 127.0.0.1 --send '#{\"cmd\":\"send\","
+             "\"count\":500,\"size\":5,\"binary\":false,\"fragment\":0}' "
+             "--count 3 wss://localhost:%d/", certs, tls.port);
+    CHECK_EQ(run_cat(args, out, sizeof out), 0);
+    CHECK_STR(out, "abcde\nabcde\nabcde\n");
+
     /* --echo until the server closes cleanly (1000). */
     snprintf(args, sizeof args,
              "--ca %s/ca.pem --resolve 127.0.0.1 %s "

@@ -44,6 +44,8 @@ static void usage(void) {
 
 static void on_message(void *user, const mmws_msg *m) {
     cat *c = user;
+    /* One read can carry many messages: nothing after the count. */
+    if (c->done) return;
     fwrite(m->data, 1, m->len, stdout);
     fputc('\n', stdout);
     fflush(stdout);

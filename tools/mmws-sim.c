@@ -36,6 +36,8 @@
  *   {"e":"bookTicker","u":<update id 1,2,3...>,"s":"BTCUSDT","b":"<bid>",
  *    "B":"<qty>","a":"<ask>","A":"<qty>","T":<ms since the epoch>,
  *    "ts":<CLOCK_MONOTONIC ns at generation>,"p":"<padding>"}
+ * (the firehose reads the clocks once per batch of messages generated
+ * together, so "T" and "ts" repeat within a batch)
  * Every connection receives, in order, as TEXT frames, every message
  * generated while it is open (from the end of its upgrade). A message
  * generated at t goes out no earlier than max(previous due,
@@ -111,6 +113,7 @@
 #define SIM_CTLQ 64u                /* delayed pongs/acks per connection */
 #define SIM_OUT_MIN (256u * 1024u)  /* send buffer per connection */
 #define SIM_OUT_RESERVE 8192u       /* of it, kept for control frames */
+#define SIM_FILL_BYTES (64u * 1024u) /* unsent stream bytes queued, at most */
 #define SIM_LOG_BYTES (64u * 1024u * 1024u) /* bound on the message log */
 #define SIM_LOG_MAX 16384u          /* messages in the log, at most */
 #define SIM_LOG_MIN 16u
@@ -278,6 +281,15 @@ typedef struct sim {
     uint64_t prof_rng;        /* random profiles */
     uint64_t ctl_rng;         /* "kill random" */
     int64_t mid_cents;
+    /* gen_one's rendering caches: the decimal text of the last "u" (kept
+     * in step by an in-place increment), and the "T"/"ts" tail of the last
+     * clock reading (the firehose shares one per batch) */
+    uint64_t u_val;
+    size_t u_len;
+    char u_txt[24];
+    uint64_t tail_ts, tail_ms;
+    size_t tail_len;
+    char tail_txt[64];
     /* connections */
     conn *head, *tail;
     conn *grave;
@@ -677,6 +689,11 @@ static int conn_fill(conn *c) {
         } else if (have_s && ds <= s->now) {
             uint64_t i = c->next_u & s->log_mask;
             size_t n = s->slot_len[i];
+            /* Stream data goes out SIM_FILL_BYTES at a time: a fuller
+             * buffer only means more bytes to move when it is compacted
+             * after a partial write (that memmove was a third of the
+             * firehose's cost). */
+            if (c->out_len - c->out_off >= SIM_FILL_BYTES) return 1;
             if (!out_room(c, n, 0)) return 1;
             memcpy(c->out + c->out_len,
                    s->arena + i * s->slot_cap + s->slot_off[i], n);
@@ -689,10 +706,29 @@ static int conn_fill(conn *c) {
     }
 }
 
+static int conn_flush_out(conn *c);
+
 /* Writes out. Returns 0 (all written, or the socket is full), -1 on a
  * fatal error. */
 static int conn_flush(conn *c) {
     c->write_blocked = c->write_wants_read = 0;
+    /* TLS writes one record (16 KiB) per write(); with TCP_NODELAY each
+     * became a segment of its own. Corked, a long flush goes out in full
+     * segments, and the uncork at the end pushes the rest at once. */
+    int cork = c->ssl && c->out_len - c->out_off > 16384u;
+    if (cork) {
+        int one = 1;
+        setsockopt(c->fd, IPPROTO_TCP, TCP_CORK, &one, sizeof one);
+    }
+    int rc = conn_flush_out(c);
+    if (cork) {
+        int zero = 0;
+        setsockopt(c->fd, IPPROTO_TCP, TCP_CORK, &zero, sizeof zero);
+    }
+    return rc;
+}
+
+static int conn_flush_out(conn *c) {
     while (c->out_off < c->out_len) {
         size_t len = c->out_len - c->out_off;
         if (c->ssl) {
@@ -1250,8 +1286,60 @@ static void on_accept(sim *s) {
 
 /* -------------------------------------------------------- generation -- */
 
-/* Makes message u = generated + 1 and queues it on every open stream. */
-static void gen_one(sim *s) {
+/* Two decimal digits per entry, "00".."99": the formatter below. */
+static const char sim_digits2[201] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
+/* Writes v in decimal at p (no terminator); returns the end. The message
+ * hot path: snprintf was most of the firehose's cost. */
+static char *put_u64(char *p, uint64_t v) {
+    size_t n = 1;
+    for (uint64_t t = v; t >= 10; t /= 10) n++;
+    char *q = p + n;
+    while (v >= 100) {
+        unsigned d = (unsigned)(v % 100) * 2u;
+        v /= 100;
+        *--q = sim_digits2[d + 1];
+        *--q = sim_digits2[d];
+    }
+    if (v >= 10) {
+        unsigned d = (unsigned)v * 2u;
+        *--q = sim_digits2[d + 1];
+        *--q = sim_digits2[d];
+    } else {
+        *--q = (char)('0' + v);
+    }
+    return p + n;
+}
+
+/* Writes v / 10^places "." v % 10^places (places 2 or 3; v >= 0). */
+static char *put_fixed(char *p, uint64_t v, unsigned places) {
+    uint64_t scale = places == 2 ? 100u : 1000u;
+    uint64_t frac = v % scale;
+    p = put_u64(p, v / scale);
+    *p++ = '.';
+    if (places == 3) {
+        *p++ = (char)('0' + frac / 100);
+        frac %= 100;
+    }
+    p[0] = sim_digits2[frac * 2];
+    p[1] = sim_digits2[frac * 2 + 1];
+    return p + 2;
+}
+
+/* Appends the literal string lit (a string literal) at p. */
+#define PUT_LIT(p, lit)                                                    \
+    (memcpy((p), (lit), sizeof(lit) - 1), (p) += sizeof(lit) - 1)
+
+/*
+ * Makes message u = generated + 1 and queues it on every open stream.
+ * ts and t_ms: the CLOCK_MONOTONIC ns and the epoch ms it carries ("ts"
+ * and "T"); 0 reads the clocks now. The firehose passes one reading for
+ * a whole batch generated together (see generate()).
+ */
+static void gen_one(sim *s, uint64_t ts, uint64_t t_ms) {
     uint64_t u = s->generated + 1;
     uint64_t i = u & s->log_mask;
     /* A connection that still owes the message in this slot is too slow. */
@@ -1272,18 +1360,52 @@ static void gen_one(sim *s) {
     uint8_t *slot = s->arena + i * s->slot_cap;
     char *p = (char *)slot + SIM_HDR_ROOM;
     size_t cap = s->slot_cap - SIM_HDR_ROOM;
-    uint64_t ts = mmws_now_ns();
-    int n = snprintf(p, cap,
-                     "{\"e\":\"bookTicker\",\"u\":%" PRIu64
-                     ",\"s\":\"BTCUSDT\",\"b\":\"%" PRId64 ".%02" PRId64
-                     "\",\"B\":\"%" PRIu64 ".%03" PRIu64
-                     "\",\"a\":\"%" PRId64 ".%02" PRId64
-                     "\",\"A\":\"%" PRIu64 ".%03" PRIu64
-                     "\",\"T\":%" PRIu64 ",\"ts\":%" PRIu64 ",\"p\":\"",
-                     u, bid / 100, bid % 100, bq / 1000, bq % 1000, ask / 100,
-                     ask % 100, aq / 1000, aq % 1000, realtime_ms(), ts);
-    size_t len = n > 0 ? (size_t)n : 0;
-    if (len + 2 > cap) len = cap - 2; /* cannot happen: slot_cap has room */
+    if (!ts) ts = mmws_now_ns();
+    if (!t_ms) t_ms = realtime_ms();
+    /* The fields up to "p" take at most 22 + 20 + 20 + 23 + 7 + 6 + 7 + 23
+     * + 7 + 6 + 58 = 199 bytes, and the fixed-size copies below write at
+     * most 205: well inside the slot's SIM_SLOT_EXTRA. */
+    if (u == s->u_val + 1 && s->u_len) {
+        /* Decimal increment of the text in place. */
+        size_t k = s->u_len;
+        while (k > 0 && s->u_txt[k - 1] == '9') s->u_txt[--k] = '0';
+        if (k > 0) {
+            s->u_txt[k - 1]++;
+        } else {
+            memmove(s->u_txt + 1, s->u_txt, s->u_len);
+            s->u_txt[0] = '1';
+            s->u_len++;
+        }
+    } else {
+        s->u_len = (size_t)(put_u64(s->u_txt, u) - s->u_txt);
+    }
+    s->u_val = u;
+    if (!s->tail_len || ts != s->tail_ts || t_ms != s->tail_ms) {
+        char *t = s->tail_txt;
+        PUT_LIT(t, "\",\"T\":");
+        t = put_u64(t, t_ms);
+        PUT_LIT(t, ",\"ts\":");
+        t = put_u64(t, ts);
+        PUT_LIT(t, ",\"p\":\"");
+        s->tail_len = (size_t)(t - s->tail_txt);
+        s->tail_ts = ts;
+        s->tail_ms = t_ms;
+    }
+    char *w = p;
+    PUT_LIT(w, "{\"e\":\"bookTicker\",\"u\":");
+    memcpy(w, s->u_txt, 20); /* u_txt has room; only u_len bytes count */
+    w += s->u_len;
+    PUT_LIT(w, ",\"s\":\"BTCUSDT\",\"b\":\"");
+    w = put_fixed(w, (uint64_t)bid, 2);
+    PUT_LIT(w, "\",\"B\":\"");
+    w = put_fixed(w, bq, 3);
+    PUT_LIT(w, "\",\"a\":\"");
+    w = put_fixed(w, (uint64_t)ask, 2);
+    PUT_LIT(w, "\",\"A\":\"");
+    w = put_fixed(w, aq, 3);
+    memcpy(w, s->tail_txt, 64); /* fixed size: inlined; tail_len count */
+    w += s->tail_len;
+    size_t len = (size_t)(w - p);
     size_t pad = s->o.size > len + 2 ? s->o.size - len - 2 : 0;
     if (pad > cap - len - 2) pad = cap - len - 2;
     memset(p + len, 'x', pad);
@@ -1355,12 +1477,17 @@ static void generate(sim *s) {
     if (!gen_active(s)) return;
     if (s->rate == 0) {
         uint64_t room = firehose_room(s);
-        for (uint64_t k = 0; k < room && gen_active(s); k++) gen_one(s);
+        /* One clock reading for the batch: every message made here gets
+         * the same "ts" and "T" (they are made within microseconds; a
+         * reading per message was a tenth of the firehose's cost). */
+        uint64_t ts = room ? mmws_now_ns() : 0, t_ms = room ? realtime_ms() : 0;
+        for (uint64_t k = 0; k < room && gen_active(s); k++)
+            gen_one(s, ts, t_ms);
         return;
     }
     for (unsigned k = 0; k < SIM_GEN_BATCH; k++) {
         if (!gen_active(s) || gen_time(s, s->gen_k) > s->now) return;
-        gen_one(s);
+        gen_one(s, 0, 0);
         s->gen_k++;
     }
     /* Still behind (the process was descheduled): skip the backlog. */
