@@ -403,6 +403,11 @@ static void config_errors(void) {
     pc.hash_capacity = 0;
     CHECK_RC(mmws_pool_config_validate(&pc, err, sizeof err), MMWS_ECONFIG);
     CHECK(strstr(err, "hash_capacity") != NULL);
+    mmws_pool_config_default(&pc);
+    CHECK_EQ(pc.join_hold_max, 4096);
+    pc.join_hold_max = 0;
+    CHECK_RC(mmws_pool_config_validate(&pc, err, sizeof err), MMWS_ECONFIG);
+    CHECK_STR(err, "join_hold_max must be 1..1048576 (got 0)");
     mmws_loop *loop = mmws_loop_new(NULL);
     mmws_conn_config cfg;
     mmws_conn_config_default(&cfg, "wss://x");

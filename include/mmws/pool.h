@@ -85,6 +85,10 @@ typedef struct mmws_pool_config {
      * failing. Defaults 250 and 30000. */
     uint32_t replace_base_ms;
     uint32_t replace_cap_ms;
+    /* A (re)connected connection ahead of the others holds what it
+     * brings until the delivered stream meets it (so delivery stays in
+     * order); past this many messages it joins anyway. Default 4096. */
+    size_t join_hold_max;
     mmws_ring_config ring;         /* the ring used in iteration mode */
 } mmws_pool_config;
 

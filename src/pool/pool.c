@@ -37,9 +37,7 @@ typedef struct held {
     uint64_t key;
 } held;
 
-/* Most messages a joining connection may hold before it is joined anyway
- * (the others are then far behind: its stream is taken as it is). */
-#define HOLD_MAX 4096
+
 struct pslot {
     mmws_pool *pool;         /* owner */
     mmws_conn *conn;         /* the connection (NULL once freed) */
@@ -109,6 +107,7 @@ void mmws_pool_config_default(mmws_pool_config *cfg) {
     cfg->budget_window_s = 300;
     cfg->replace_base_ms = 250;
     cfg->replace_cap_ms = 30000;
+    cfg->join_hold_max = 4096;
     mmws_ring_config_default(&cfg->ring);
 }
 
@@ -136,6 +135,10 @@ int mmws_pool_config_validate(const mmws_pool_config *c, char *err,
         why = "budget_window_s must be > 0 (got 0)";
     } else if (c->replace_base_ms == 0 || c->replace_cap_ms < c->replace_base_ms) {
         why = "replace_base_ms must be > 0 and <= replace_cap_ms";
+    } else if (c->join_hold_max == 0 || c->join_hold_max > (1u << 20)) {
+        snprintf(buf, sizeof buf, "join_hold_max must be 1..%u (got %zu)",
+                 1u << 20, c->join_hold_max);
+        why = buf;
     }
     if (!why) return 0;
     if (err && err_len) snprintf(err, err_len, "%s", why);
@@ -267,7 +270,8 @@ static int others_joined(const mmws_pool *p, const pslot *s) {
 
 /* Keeps a copy of m on a joining connection; joins it when full. */
 static int hold(mmws_pool *p, pslot *s, const mmws_msg *m, uint64_t key) {
-    if (s->nhold == HOLD_MAX) return join(p, s);
+    /* Past the bound the others are far behind: take its stream as it is. */
+    if (s->nhold >= p->pcfg.join_hold_max) return join(p, s);
     if (s->nhold == s->hold_cap) {
         size_t cap = s->hold_cap ? s->hold_cap * 2 : 64;
         held *nh = realloc(s->hold, cap * sizeof *nh);
