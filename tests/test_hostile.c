@@ -1,0 +1,453 @@
+/*
+ * test_hostile.c — mmws_conn against a scripted server (issue 5, first
+ * cases): after a correct handshake the server sends exact bytes, in
+ * chosen chunks, and reads back what the client answers. For each case
+ * the test asserts what RFC 6455 requires: the message delivered, the
+ * pongs echoed, or the connection failed with the specific close code.
+ *
+ * The server runs on its own thread with blocking sockets on 127.0.0.1;
+ * the client is an ordinary mmws_conn on the test's loop.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/socket.h>
+
+#include "test.h"
+
+typedef struct hostile hostile;
+typedef void (*script_fn)(hostile *h, int fd);
+
+/* One scripted server: accepts one connection, upgrades it, runs the
+ * script, and records what the client sent back. */
+struct hostile {
+    int lfd, port;
+    pthread_t th;
+    script_fn script;
+    const void *arg;           /* the script's parameter */
+    size_t arg_len;
+    int client_close;          /* close code the client sent, -1 none */
+    int pongs_ok;              /* pongs that matched, in order */
+    int pong_before_last;      /* pong seen before the last data frame */
+    volatile int done;
+};
+
+/* ------------------------------------------------------ server side -- */
+
+static int srv_write(int fd, const void *p, size_t n) {
+    const uint8_t *b = p;
+    while (n) {
+        ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
+        if (w <= 0) return -1;
+        b += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Builds an unmasked server frame into out; returns its length. */
+static size_t srv_frame(uint8_t *out, unsigned b0, const void *payload,
+                        size_t len) {
+    size_t h = 2;
+    out[0] = (uint8_t)b0;
+    if (len <= 125) {
+        out[1] = (uint8_t)len;
+    } else if (len <= 0xFFFF) {
+        out[1] = 126;
+        out[2] = (uint8_t)(len >> 8);
+        out[3] = (uint8_t)len;
+        h = 4;
+    } else {
+        out[1] = 127;
+        for (int i = 0; i < 8; i++) out[2 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
+        h = 10;
+    }
+    if (len) memcpy(out + h, payload, len);
+    return h + len;
+}
+
+/* Reads exactly n bytes within timeout_ms; 0 or -1. */
+static int srv_read(int fd, void *p, size_t n, int timeout_ms) {
+    uint8_t *b = p;
+    while (n) {
+        struct pollfd pf = {fd, POLLIN, 0};
+        if (poll(&pf, 1, timeout_ms) <= 0) return -1;
+        ssize_t r = recv(fd, b, n, 0);
+        if (r <= 0) return -1;
+        b += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+/* Reads one masked client frame; payload unmasked into buf (cap bytes,
+ * the rest discarded). Returns the opcode or -1. */
+static int srv_read_frame(int fd, uint8_t *buf, size_t cap, size_t *len,
+                          int timeout_ms) {
+    uint8_t h[14];
+    if (srv_read(fd, h, 2, timeout_ms)) return -1;
+    uint64_t n = h[1] & 0x7F;
+    if (n == 126) {
+        if (srv_read(fd, h + 2, 2, timeout_ms)) return -1;
+        n = (uint64_t)h[2] << 8 | h[3];
+    } else if (n == 127) {
+        if (srv_read(fd, h + 2, 8, timeout_ms)) return -1;
+        n = 0;
+        for (int i = 2; i < 10; i++) n = n << 8 | h[i];
+    }
+    uint8_t key[4];
+    if (!(h[1] & 0x80) || srv_read(fd, key, 4, timeout_ms)) return -1;
+    *len = (size_t)n;
+    for (uint64_t i = 0; i < n; i++) {
+        uint8_t c;
+        if (srv_read(fd, &c, 1, timeout_ms)) return -1;
+        if (i < cap) buf[i] = c ^ key[i & 3];
+    }
+    return h[0] & 0x0F;
+}
+
+/* Reads frames until the client's CLOSE; returns its code (1005 if
+ * empty) or -1. */
+static int srv_expect_close(int fd) {
+    uint8_t buf[256];
+    size_t len;
+    for (int i = 0; i < 1000; i++) {
+        int op = srv_read_frame(fd, buf, sizeof buf, &len, 5000);
+        if (op < 0) return -1;
+        if (op == MMWS_OP_CLOSE) return len >= 2 ? buf[0] << 8 | buf[1] : 1005;
+    }
+    return -1;
+}
+
+/* Accepts, answers the upgrade, runs the script. */
+static void *srv_main(void *arg) {
+    hostile *h = arg;
+    int fd = accept(h->lfd, NULL, NULL);
+    if (fd < 0) goto out;
+    char req[4096];
+    size_t got = 0;
+    while (got < sizeof req - 1) {
+        if (srv_read(fd, req + got, 1, 5000)) goto out_fd;
+        got++;
+        req[got] = '\0';
+        if (got >= 4 && memcmp(req + got - 4, "\r\n\r\n", 4) == 0) break;
+    }
+    const char *k = strstr(req, "Sec-WebSocket-Key: ");
+    if (!k) goto out_fd;
+    char accept_val[MMWS_HS_ACCEPT_LEN + 1];
+    if (mmws_handshake_accept(k + 19, MMWS_HS_KEY_LEN, accept_val)) goto out_fd;
+    char resp[256];
+    int n = snprintf(resp, sizeof resp,
+                     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+                     accept_val);
+    if (srv_write(fd, resp, (size_t)n)) goto out_fd;
+    h->script(h, fd);
+out_fd:
+    close(fd);
+out:
+    h->done = 1;
+    return NULL;
+}
+
+static void srv_start(hostile *h, script_fn script, const void *arg,
+                      size_t arg_len) {
+    memset(h, 0, sizeof *h);
+    h->script = script;
+    h->arg = arg;
+    h->arg_len = arg_len;
+    h->client_close = -1;
+    h->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t al = sizeof a;
+    if (bind(h->lfd, (struct sockaddr *)&a, sizeof a) || listen(h->lfd, 1) ||
+        getsockname(h->lfd, (struct sockaddr *)&a, &al)) {
+        perror("hostile listen");
+        exit(2);
+    }
+    h->port = ntohs(a.sin_port);
+    pthread_create(&h->th, NULL, srv_main, h);
+}
+
+static void srv_join(hostile *h) {
+    pthread_join(h->th, NULL);
+    close(h->lfd);
+}
+
+/* ------------------------------------------------------ client side -- */
+
+typedef struct seen {
+    size_t msgs;
+    size_t last_len;
+    char last[256];
+} seen;
+
+static void on_msg(void *user, const mmws_msg *m) {
+    seen *s = user;
+    s->msgs++;
+    s->last_len = m->len;
+    size_t n = m->len < sizeof s->last - 1 ? m->len : sizeof s->last - 1;
+    memcpy(s->last, m->data, n);
+    s->last[n] = '\0';
+}
+
+/* Runs one case: a client connects to a scripted server; the loop runs
+ * until the server's script ends and the client is closed (or 15 s). */
+static mmws_conn *run_case(hostile *h, seen *s, mmws_loop *loop,
+                           size_t max_frame) {
+    char url[64];
+    snprintf(url, sizeof url, "ws://127.0.0.1:%d/", h->port);
+    mmws_conn_config cfg;
+    mmws_conn_config_default(&cfg, url);
+    cfg.allow_plaintext = 1;
+    cfg.auto_reconnect = 0;
+    cfg.latency_ping_interval_ms = 0;
+    cfg.max_frame_size = max_frame;
+    memset(s, 0, sizeof *s);
+    mmws_conn *c = NULL;
+    if (mmws_conn_new(loop, &cfg, on_msg, s, &c)) return NULL;
+    uint64_t end = mmws_now_ns() + 15000000000ull;
+    while (mmws_now_ns() < end &&
+           !(h->done && mmws_conn_phase(c) == MMWS_PHASE_CLOSED))
+        mmws_loop_run_once(loop, 10);
+    srv_join(h);
+    return c;
+}
+
+/* ----------------------------------------------------------- scripts -- */
+
+/* Sends arg bytes as they are, then reads the client's close code. */
+static void script_bytes(hostile *h, int fd) {
+    if (srv_write(fd, h->arg, h->arg_len) == 0)
+        h->client_close = srv_expect_close(fd);
+}
+
+/* Same, one byte per write. */
+static void script_bytes_1(hostile *h, int fd) {
+    const uint8_t *b = h->arg;
+    for (size_t i = 0; i < h->arg_len; i++)
+        if (srv_write(fd, b + i, 1)) return;
+    /* Then a clean close so the case ends. */
+    uint8_t f[8];
+    size_t n = srv_frame(f, 0x88, "\x03\xE8", 2);
+    srv_write(fd, f, n);
+    h->client_close = srv_expect_close(fd);
+}
+
+/* Ten pings in one write; ten pongs with the same payloads, in order. */
+static void script_ping_burst(hostile *h, int fd) {
+    uint8_t buf[200];
+    size_t n = 0;
+    for (int i = 0; i < 10; i++) {
+        char p[4];
+        snprintf(p, sizeof p, "p%d", i);
+        n += srv_frame(buf + n, 0x89, p, strlen(p));
+    }
+    if (srv_write(fd, buf, n)) return;
+    for (int i = 0; i < 10; i++) {
+        uint8_t pl[16];
+        size_t len;
+        char want[4];
+        snprintf(want, sizeof want, "p%d", i);
+        if (srv_read_frame(fd, pl, sizeof pl, &len, 5000) != MMWS_OP_PONG) return;
+        if (len == strlen(want) && memcmp(pl, want, len) == 0) h->pongs_ok++;
+    }
+    n = srv_frame(buf, 0x88, "\x03\xE8", 2);
+    srv_write(fd, buf, n);
+    h->client_close = srv_expect_close(fd);
+}
+
+/* The pong jumps the queue: the client has many frames queued (the
+ * server does not read), the server pings, then reads everything. */
+static void script_pong_priority(hostile *h, int fd) {
+    /* Give the client time to fill its queue; the verdict does not depend
+     * on how long this takes (the client stops queueing at 4 MiB). */
+    size_t len;
+    usleep(300000);
+    uint8_t f[16];
+    size_t n = srv_frame(f, 0x89, "prio", 4);
+    if (srv_write(fd, f, n)) return;
+    usleep(100000);
+    /* Read: data frames "d<i>" then, somewhere, the PONG. */
+    int last_data = -1, pong_at = -1;
+    for (int i = 0; i < 100000; i++) {
+        static uint8_t big[1 << 17];
+        int op = srv_read_frame(fd, big, sizeof big, &len, 3000);
+        if (op < 0) break;
+        if (op == MMWS_OP_PONG) pong_at = i;
+        if (op == MMWS_OP_BINARY && len >= 1 && big[0] == 'L') {
+            last_data = i;
+            break;
+        }
+    }
+    h->pong_before_last = pong_at >= 0 && last_data >= 0 && pong_at < last_data;
+    n = srv_frame(f, 0x88, "\x03\xE8", 2);
+    srv_write(fd, f, n);
+    h->client_close = srv_expect_close(fd);
+}
+
+/* --------------------------------------------------------------- cases -- */
+
+static void expect_fail(const uint8_t *bytes, size_t n, int want_close) {
+    hostile h;
+    seen s;
+    mmws_loop *loop = mmws_loop_new(NULL);
+    srv_start(&h, script_bytes, bytes, n);
+    mmws_conn *c = run_case(&h, &s, loop, 1u << 20);
+    CHECK_EQ(h.client_close, want_close);
+    CHECK(c && mmws_conn_phase(c) == MMWS_PHASE_CLOSED);
+    CHECK_EQ(s.msgs, 0);
+    mmws_conn_free(c);
+    mmws_loop_free(loop);
+}
+
+static void reserved_bits_and_opcodes(void) {
+    static const uint8_t rsv[3][2] = {{0xC1, 0}, {0xA1, 0}, {0x91, 0}};
+    for (int i = 0; i < 3; i++) expect_fail(rsv[i], 2, 1002);
+    for (unsigned op = 3; op <= 15; op++) {
+        if (op >= 8 && op <= 10) continue;
+        uint8_t f[2] = {(uint8_t)(0x80 | op), 0};
+        expect_fail(f, 2, 1002);
+    }
+}
+
+static void control_frames(void) {
+    uint8_t f[200];
+    memset(f, 'x', sizeof f);
+    f[0] = 0x89; f[1] = 126; f[2] = 0; f[3] = 126; /* ping of 126 bytes */
+    expect_fail(f, 4 + 126, 1002);
+    static const uint8_t frag_ping[] = {0x09, 0x01, 'x'};
+    expect_fail(frag_ping, sizeof frag_ping, 1002);
+    static const uint8_t cont[] = {0x80, 0x01, 'x'};
+    expect_fail(cont, sizeof cont, 1002);
+    static const uint8_t nested[] = {0x01, 0x01, 'a', 0x81, 0x01, 'b'};
+    expect_fail(nested, sizeof nested, 1002);
+}
+
+static void utf8_cases(void) {
+    /* Invalid only in the final fragment -> 1007, nothing delivered. */
+    static const uint8_t bad[] = {0x01, 0x02, 'o', 'k', 0x80, 0x01, 0xC3};
+    expect_fail(bad, sizeof bad, 1007);
+    static const uint8_t bad_whole[] = {0x81, 0x02, 'a', 0xFF};
+    expect_fail(bad_whole, sizeof bad_whole, 1007);
+    /* Split inside a code point, one byte per write: delivered. */
+    static const uint8_t good[] = {0x01, 0x04, 'c', 'a', 'f', 0xC3,
+                                   0x80, 0x01, 0xA9};
+    hostile h;
+    seen s;
+    mmws_loop *loop = mmws_loop_new(NULL);
+    srv_start(&h, script_bytes_1, good, sizeof good);
+    mmws_conn *c = run_case(&h, &s, loop, 1u << 20);
+    CHECK_EQ(s.msgs, 1);
+    CHECK_STR(s.last, "caf\xC3\xA9");
+    CHECK_EQ(h.client_close, 1000);
+    mmws_conn_free(c);
+    mmws_loop_free(loop);
+}
+
+static void close_codes(void) {
+    static const unsigned bad[] = {0, 999, 1004, 1005, 1006, 1015, 1016,
+                                   2999, 5000};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        uint8_t f[4] = {0x88, 2, (uint8_t)(bad[i] >> 8), (uint8_t)bad[i]};
+        expect_fail(f, 4, 1002);
+    }
+    static const uint8_t one[] = {0x88, 1, 0x03};
+    expect_fail(one, sizeof one, 1002);
+    static const uint8_t bad_reason[] = {0x88, 4, 0x03, 0xE8, 0xC0, 0xAF};
+    expect_fail(bad_reason, sizeof bad_reason, 1007);
+    /* A valid code is echoed; data after the close is never delivered. */
+    static const uint8_t then_data[] = {0x88, 2, 0x0F, 0xA0,
+                                        0x81, 4, 'l', 'a', 't', 'e'};
+    expect_fail(then_data, sizeof then_data, 4000);
+}
+
+static void lengths_byte_by_byte(void) {
+    static const size_t lens[] = {0, 125, 126, 127, 65535, 65536};
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+        uint8_t *f = malloc(lens[i] + 10), *pl = malloc(lens[i] + 1);
+        memset(pl, 'a', lens[i]);
+        size_t n = srv_frame(f, 0x81, pl, lens[i]);
+        hostile h;
+        seen s;
+        mmws_loop *loop = mmws_loop_new(NULL);
+        srv_start(&h, script_bytes_1, f, n);
+        mmws_conn *c = run_case(&h, &s, loop, 1u << 20);
+        CHECK_EQ(s.msgs, 1);
+        CHECK_EQ(s.last_len, lens[i]);
+        CHECK_EQ(h.client_close, 1000);
+        mmws_conn_free(c);
+        mmws_loop_free(loop);
+        free(f);
+        free(pl);
+    }
+}
+
+static void ping_burst(void) {
+    hostile h;
+    seen s;
+    mmws_loop *loop = mmws_loop_new(NULL);
+    srv_start(&h, script_ping_burst, NULL, 0);
+    mmws_conn *c = run_case(&h, &s, loop, 1u << 20);
+    CHECK_EQ(h.pongs_ok, 10);
+    CHECK_EQ(h.client_close, 1000);
+    mmws_conn_free(c);
+    mmws_loop_free(loop);
+}
+
+static void pong_priority(void) {
+    hostile h;
+    seen s;
+    mmws_loop *loop = mmws_loop_new(NULL);
+    srv_start(&h, script_pong_priority, NULL, 0);
+    char url[64];
+    snprintf(url, sizeof url, "ws://127.0.0.1:%d/", h.port);
+    mmws_conn_config cfg;
+    mmws_conn_config_default(&cfg, url);
+    cfg.allow_plaintext = 1;
+    cfg.auto_reconnect = 0;
+    cfg.latency_ping_interval_ms = 0;
+    cfg.max_send_queue = 64u << 20;
+    memset(&s, 0, sizeof s);
+    mmws_conn *c = NULL;
+    CHECK_RC(mmws_conn_new(loop, &cfg, on_msg, &s, &c), 0);
+    while (mmws_conn_state(c) != MMWS_CONNECTED && !h.done)
+        mmws_loop_run_once(loop, 10);
+    /* Fill the kernel buffers and then the client's own queue. */
+    static uint8_t chunk[1 << 16];
+    memset(chunk, 'd', sizeof chunk);
+    mmws_conn_stats st;
+    int sent = 0;
+    do {
+        if (mmws_conn_send_binary(c, chunk, sizeof chunk) != 0) break;
+        sent++;
+        mmws_conn_stats_get(c, &st);
+    } while (st.send_queue_bytes < (4u << 20) && sent < 4000);
+    chunk[0] = 'L'; /* the last queued frame */
+    CHECK_RC(mmws_conn_send_binary(c, chunk, sizeof chunk), 0);
+    mmws_conn_stats_get(c, &st);
+    CHECK(st.send_queue_bytes > sizeof chunk);
+    uint64_t end = mmws_now_ns() + 15000000000ull;
+    while (mmws_now_ns() < end &&
+           !(h.done && mmws_conn_phase(c) == MMWS_PHASE_CLOSED))
+        mmws_loop_run_once(loop, 10);
+    srv_join(&h);
+    CHECK(h.pong_before_last);
+    CHECK_EQ(h.client_close, 1000);
+    mmws_conn_free(c);
+    mmws_loop_free(loop);
+}
+
+int main(void) {
+    RUN(reserved_bits_and_opcodes);
+    RUN(control_frames);
+    RUN(utf8_cases);
+    RUN(close_codes);
+    RUN(lengths_byte_by_byte);
+    RUN(ping_burst);
+    RUN(pong_priority);
+    return TEST_END("test_hostile");
+}
