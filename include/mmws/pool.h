@@ -171,6 +171,9 @@ typedef struct mmws_pool_stats {
     uint64_t attempts;       /* connections created */
     uint64_t budget_denied;  /* creations postponed by the budget */
     uint64_t ring_dropped;   /* iteration mode: ring drops */
+    uint64_t held;           /* copies held now by joining connections;
+                                every copy received is exactly one of
+                                delivered, duplicates or held */
 } mmws_pool_stats;
 
 MMWS_API void mmws_pool_stats_get(const mmws_pool *p, mmws_pool_stats *out);

@@ -248,7 +248,12 @@ static int join(mmws_pool *p, pslot *s) {
     int rc = 0;
     for (size_t i = 0; i < s->nhold && rc == 0; i++) {
         held *h = &s->hold[i];
-        if (tab_find(p, h->key)) continue;
+        p->st.held--;
+        if (tab_find(p, h->key)) {
+            s->dups++;
+            p->st.duplicates++;
+            continue;
+        }
         tab_insert(p, h->key, h->msg.recv_ns);
         s->firsts++;
         rc = deliver(p, &h->msg);
@@ -287,6 +292,7 @@ static int hold(mmws_pool *p, pslot *s, const mmws_msg *m, uint64_t key) {
     h->msg.data = copy;
     h->copy = copy;
     h->key = key;
+    p->st.held++;
     return 0;
 }
 
@@ -342,6 +348,8 @@ static void on_slot_message(void *user, const mmws_msg *m) {
         memmove(w->hold, w->hold + 1, (w->nhold - 1) * sizeof *w->hold);
         w->nhold--;
         w->dups++;
+        p->st.duplicates++;
+        p->st.held--;
         if (join(p, w) < 0) return;
     }
 }
@@ -475,6 +483,9 @@ static void on_tick(mmws__timer *t) {
                 p->fails ? now + (rand64(p) % (ceil_ms + 1)) * MS : now;
         }
         mmws_conn_free(s->conn);
+        /* What it held are copies the others carry: duplicates. */
+        p->st.duplicates += s->nhold;
+        p->st.held -= s->nhold;
         hold_clear(s);
         free(s->hold);
         free(s);
