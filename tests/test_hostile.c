@@ -30,6 +30,10 @@ struct hostile {
     int client_close;          /* close code the client sent, -1 none */
     int pongs_ok;              /* pongs that matched, in order */
     int pong_before_last;      /* pong seen before the last data frame */
+    const char *raw;           /* if set: sent instead of a proper 101 */
+    size_t raw_chunk;          /* bytes per write of raw (0: all at once) */
+    unsigned raw_pause_ms;     /* pause between those writes */
+    volatile int stop;         /* the client is done: end the script */
     volatile int done;
 };
 
@@ -132,6 +136,25 @@ static void *srv_main(void *arg) {
         got++;
         req[got] = '\0';
         if (got >= 4 && memcmp(req + got - 4, "\r\n\r\n", 4) == 0) break;
+    }
+    if (h->raw) {
+        /* The handshake itself is the script: exact bytes, in chunks of
+         * h->raw_chunk with h->raw_pause_ms between them. */
+        const char *r = h->raw;
+        size_t left = strlen(r);
+        while (left) {
+            size_t n = h->raw_chunk && h->raw_chunk < left ? h->raw_chunk : left;
+            if (srv_write(fd, r, n)) break;
+            r += n;
+            left -= n;
+            if (h->raw_pause_ms) usleep((useconds_t)h->raw_pause_ms * 1000);
+            if (h->stop) break;
+        }
+        /* Hold the socket until the client gives up. */
+        uint8_t sink[256];
+        while (!h->stop && srv_read(fd, sink, 1, 100) == 0) {
+        }
+        goto out_fd;
     }
     const char *k = strstr(req, "Sec-WebSocket-Key: ");
     if (!k) goto out_fd;
@@ -441,6 +464,82 @@ static void pong_priority(void) {
     mmws_loop_free(loop);
 }
 
+
+/* A handshake the client must refuse, with the error it must report. */
+static void expect_refused(const char *response, size_t chunk,
+                           unsigned pause_ms, int want_code, int want_status,
+                           const char *want_text) {
+    hostile h;
+    seen s;
+    mmws_loop *loop = mmws_loop_new(NULL);
+    srv_start(&h, script_bytes, NULL, 0);
+    h.raw = response;
+    h.raw_chunk = chunk;
+    h.raw_pause_ms = pause_ms;
+    char url[64];
+    snprintf(url, sizeof url, "ws://127.0.0.1:%d/", h.port);
+    mmws_conn_config cfg;
+    mmws_conn_config_default(&cfg, url);
+    cfg.allow_plaintext = 1;
+    cfg.auto_reconnect = 0;
+    cfg.latency_ping_interval_ms = 0;
+    cfg.handshake_timeout_ms = 300;
+    cfg.max_handshake_size = 1024;
+    memset(&s, 0, sizeof s);
+    mmws_conn *c = NULL;
+    CHECK_RC(mmws_conn_new(loop, &cfg, on_msg, &s, &c), 0);
+    uint64_t end = mmws_now_ns() + 15000000000ull;
+    while (mmws_now_ns() < end && mmws_conn_phase(c) != MMWS_PHASE_CLOSED)
+        mmws_loop_run_once(loop, 10);
+    h.stop = 1;
+    srv_join(&h);
+    mmws_conn_stats st;
+    mmws_conn_stats_get(c, &st);
+    CHECK_RC(st.last_error_code, want_code);
+    CHECK_EQ(st.last_http_status, want_status);
+    CHECK_EQ(st.connects, 0);
+    if (!strstr(mmws_conn_last_error(c), want_text)) {
+        CHECK_FAIL("error text");
+        fprintf(stderr, "  \"%s\" lacks \"%s\"\n", mmws_conn_last_error(c),
+                want_text);
+    }
+    mmws_conn_free(c);
+    mmws_loop_free(loop);
+}
+
+static void handshake_faults(void) {
+    expect_refused("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                   "Connection: Upgrade\r\nSec-WebSocket-Accept: "
+                   "AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n",
+                   0, 0, MMWS_EHS_ACCEPT, 0, "Sec-WebSocket-Accept");
+    expect_refused("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                   "Sec-WebSocket-Accept: x\r\n\r\n",
+                   0, 0, MMWS_EHS_UPGRADE, 0, "Upgrade");
+    static const int codes[] = {301, 403, 429, 503};
+    static const char *const lines[] = {
+        "HTTP/1.1 301 Moved Permanently\r\nLocation: /x\r\n\r\n",
+        "HTTP/1.1 403 Forbidden\r\n\r\n",
+        "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 3\r\n\r\n",
+        "HTTP/1.1 503 Service Unavailable\r\n\r\n"};
+    for (int i = 0; i < 4; i++) {
+        char want[8];
+        snprintf(want, sizeof want, "%d", codes[i]);
+        expect_refused(lines[i], 0, 0, MMWS_EHS_STATUS, codes[i], want);
+    }
+    /* Headers over max_handshake_size (1024 here). */
+    static char big[2200];
+    size_t n = (size_t)snprintf(big, sizeof big, "HTTP/1.1 101 OK\r\n");
+    while (n < 2000) n += (size_t)snprintf(big + n, sizeof big - n, "X-Pad: %s\r\n",
+                                          "0123456789012345678901234567890123456789");
+    expect_refused(big, 0, 0, MMWS_EHS_TOOBIG, 0, "");
+    /* Headers one byte at a time, slower than the handshake timeout. */
+    expect_refused("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n",
+                   1, 50, MMWS_ETIMEDOUT, 0, "handshake_timeout_ms");
+    /* Garbage instead of HTTP. */
+    expect_refused("\x16\x03\x01 garbage, not HTTP\r\n\r\n", 0, 0,
+                   MMWS_EHS_MALFORMED, 0, "");
+}
+
 int main(void) {
     RUN(reserved_bits_and_opcodes);
     RUN(control_frames);
@@ -449,5 +548,6 @@ int main(void) {
     RUN(lengths_byte_by_byte);
     RUN(ping_burst);
     RUN(pong_priority);
+    RUN(handshake_faults);
     return TEST_END("test_hostile");
 }

@@ -716,7 +716,8 @@ static void do_read(mmws_conn *c) {
             int rc = mmws_handshake_parse(&c->hs, (const char *)c->rbuf,
                                           c->rlen);
             if (rc && rc != MMWS_EINCOMPLETE) {
-                c->st.last_http_status = c->hs.status;
+                /* A 101 with a bad header is not a refusal by status. */
+                c->st.last_http_status = c->hs.status == 101 ? 0 : c->hs.status;
                 conn_fail(c, rc, "upgrade refused: %s", c->hs.detail);
                 return;
             }
