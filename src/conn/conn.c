@@ -140,7 +140,6 @@ static mmws_state state_of(mmws_phase p) {
 static void set_phase(mmws_conn *c, mmws_phase p) {
     mmws_state from = c->state, to = state_of(p);
     c->phase = p;
-    c->st.phase = p;
     if (from == to) return;
     c->state = to;
     uint64_t now = mmws_loop_now_ns(c->loop);
@@ -1211,6 +1210,7 @@ const char *mmws_conn_last_error(const mmws_conn *c) {
 void mmws_conn_stats_get(const mmws_conn *c, mmws_conn_stats *out) {
     if (!c || !out) return;
     *out = c->st;
+    out->phase = c->phase;
     if (c->state == MMWS_CONNECTED && c->st.up_since_ns)
         out->connected_ns +=
             mmws_loop_now_ns(c->loop) - c->st.up_since_ns;
