@@ -540,6 +540,56 @@ static void handshake_faults(void) {
                    MMWS_EHS_MALFORMED, 0, "");
 }
 
+/* Sends arg bytes in writes of h->raw_chunk (0: one write), then a clean
+ * close, and reads the client's close code. */
+static void script_chunks_then_close(hostile *h, int fd) {
+    const uint8_t *b = h->arg;
+    size_t step = h->raw_chunk ? h->raw_chunk : h->arg_len;
+    for (size_t i = 0; i < h->arg_len; i += step) {
+        size_t n = h->arg_len - i < step ? h->arg_len - i : step;
+        if (srv_write(fd, b + i, n)) return;
+    }
+    uint8_t f[8];
+    size_t n = srv_frame(f, 0x88, "\x03\xE8", 2);
+    srv_write(fd, f, n);
+    h->client_close = srv_expect_close(fd);
+}
+
+/* A 16 MiB TEXT message, in one write and in 64 KiB writes: delivered
+ * whole under a 32 MiB bound; refused with 1009 under 16 MiB - 1. */
+static void sixteen_mib(void) {
+    size_t len = 16u << 20;
+    uint8_t *f = malloc(len + 10), *pl = malloc(len);
+    memset(pl, 'z', len);
+    size_t n = srv_frame(f, 0x81, pl, len);
+    free(pl);
+    static const size_t chunks[2] = {0, 65536};
+    for (int k = 0; k < 2; k++) {
+        hostile h;
+        seen s;
+        mmws_loop *loop = mmws_loop_new(NULL);
+        srv_start(&h, script_chunks_then_close, f, n);
+        h.raw_chunk = chunks[k];
+        mmws_conn *c = run_case(&h, &s, loop, 32u << 20);
+        CHECK_EQ(s.msgs, 1);
+        CHECK_EQ(s.last_len, len);
+        CHECK_EQ(h.client_close, 1000);
+        mmws_conn_free(c);
+        mmws_loop_free(loop);
+    }
+    hostile h;
+    seen s;
+    mmws_loop *loop = mmws_loop_new(NULL);
+    /* The header alone must be enough to refuse it. */
+    srv_start(&h, script_bytes, f, 10);
+    mmws_conn *c = run_case(&h, &s, loop, len - 1);
+    CHECK_EQ(h.client_close, 1009);
+    CHECK_EQ(s.msgs, 0);
+    mmws_conn_free(c);
+    mmws_loop_free(loop);
+    free(f);
+}
+
 int main(void) {
     RUN(reserved_bits_and_opcodes);
     RUN(control_frames);
@@ -549,5 +599,6 @@ int main(void) {
     RUN(ping_burst);
     RUN(pong_priority);
     RUN(handshake_faults);
+    RUN(sixteen_mib);
     return TEST_END("test_hostile");
 }
