@@ -249,6 +249,45 @@ static inline int th_require_servers(const char *kind) {
 }
 
 /*
+ * Starts argv (searched on PATH if search_path) in its own process group,
+ * stdin from /dev/null, stdout into a pipe whose read end is p[0] (p[1] is
+ * closed here), no other fds inherited, signals at their defaults, and
+ * SIGKILLed if the test dies. Returns the pid, or -1 with errno set.
+ */
+static inline pid_t th_spawn(const char *const argv[], int search_path,
+                             int p[2]) {
+    if (pipe2(p, O_CLOEXEC) != 0) return -1;
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        close(p[0]);
+        close(p[1]);
+        errno = e;
+        return -1;
+    }
+    if (pid == 0) {
+        setpgid(0, 0);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) _exit(1);
+        int nul = open("/dev/null", O_RDONLY);
+        if (nul >= 0) dup2(nul, 0);
+        dup2(p[1], 1);
+        th_child_close_fds();
+        th_child_reset_signals();
+        if (search_path)
+            execvp(argv[0], (char *const *)(uintptr_t)argv);
+        else
+            execv(argv[0], (char *const *)(uintptr_t)argv);
+        fprintf(stderr, "th_spawn: exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    setpgid(pid, pid); /* also here, so it holds before we signal -pid */
+    close(p[1]);
+    return pid;
+}
+
+/*
  * Starts a server of kind ("node" or "python") listening on host (a
  * loopback address: "127.0.0.1" or "::1") on a free port; mode is NULL or
  * "normal", "noupgrade", "status:NNN"; cert and key are PEM files for
@@ -311,36 +350,12 @@ static inline int th_server_start_host(th_server *s, const char *kind,
     argv[ac] = NULL;
 
     int p[2];
-    if (pipe2(p, O_CLOEXEC) != 0) {
-        fprintf(stderr, "th_server_start(%s): pipe: %s\n", kind,
-                strerror(errno));
-        return -1;
-    }
-    pid_t parent = getpid();
-    pid_t pid = fork();
+    pid_t pid = th_spawn(argv, 1, p);
     if (pid < 0) {
-        fprintf(stderr, "th_server_start(%s): fork: %s\n", kind,
-                strerror(errno));
-        close(p[0]);
-        close(p[1]);
+        fprintf(stderr, "th_server_start(%s): cannot start %s: %s\n", kind,
+                argv[0], strerror(errno));
         return -1;
     }
-    if (pid == 0) {
-        setpgid(0, 0);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent) _exit(1);
-        int nul = open("/dev/null", O_RDONLY);
-        if (nul >= 0) dup2(nul, 0);
-        dup2(p[1], 1);
-        th_child_close_fds();
-        th_child_reset_signals();
-        execvp(argv[0], (char *const *)(uintptr_t)argv);
-        fprintf(stderr, "th_server_start(%s): exec %s: %s\n", kind, argv[0],
-                strerror(errno));
-        _exit(127);
-    }
-    setpgid(pid, pid); /* also here, so it holds before we signal -pid */
-    close(p[1]);
 
     /* Read "LISTENING <port>\n" within the bound. */
     char line[256];

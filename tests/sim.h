@@ -39,28 +39,8 @@ static inline int sim_start(simproc *sp, const char *const *args) {
     argv[ac] = NULL;
 
     int p[2];
-    if (pipe2(p, O_CLOEXEC) != 0) return -1;
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(p[0]);
-        close(p[1]);
-        return -1;
-    }
-    if (pid == 0) {
-        setpgid(0, 0);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent) _exit(1);
-        int nul = open("/dev/null", O_RDONLY);
-        if (nul >= 0) dup2(nul, 0);
-        dup2(p[1], 1);
-        th_child_close_fds();
-        th_child_reset_signals();
-        execv(argv[0], (char *const *)(uintptr_t)argv);
-        _exit(127);
-    }
-    setpgid(pid, pid);
-    close(p[1]);
+    pid_t pid = th_spawn(argv, 0, p);
+    if (pid < 0) return -1;
     char buf[256];
     size_t got = 0;
     long long deadline = th_now_ms() + TH_START_TIMEOUT_MS;

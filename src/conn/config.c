@@ -107,6 +107,15 @@ static int check_ms(const char *name, uint32_t v, int zero_ok, char *err,
     return 0;
 }
 
+size_t mmws__conn_request_cap(const mmws_conn_config *cfg) {
+    size_t need = 1024 + strlen(cfg->wss_url);
+    for (size_t i = 0; i < cfg->header_count; i++)
+        need += strlen(cfg->headers[i].name) + strlen(cfg->headers[i].value) + 4;
+    for (size_t i = 0; i < cfg->subprotocol_count; i++)
+        need += strlen(cfg->subprotocols[i]) + 2;
+    return need;
+}
+
 int mmws__conn_cfg_check(const mmws_conn_config *cfg, char *err,
                          size_t err_len) {
     char q[96];
@@ -224,11 +233,7 @@ int mmws__conn_cfg_check(const mmws_conn_config *cfg, char *err,
     mmws_handshake_request req = {&url, key, cfg->subprotocols,
                                   cfg->subprotocol_count, cfg->headers,
                                   cfg->header_count};
-    size_t need = 1024 + strlen(cfg->wss_url);
-    for (size_t i = 0; i < cfg->header_count; i++)
-        need += strlen(cfg->headers[i].name) + strlen(cfg->headers[i].value) + 4;
-    for (size_t i = 0; i < cfg->subprotocol_count; i++)
-        need += strlen(cfg->subprotocols[i]) + 2;
+    size_t need = mmws__conn_request_cap(cfg);
     char *buf = malloc(need);
     if (!buf) return MMWS_ENOMEM;
     size_t out_len;
@@ -340,6 +345,7 @@ int mmws__conn_cfg_copy(mmws__conn_cfg *out, const mmws_conn_config *cfg) {
     out->pub.subprotocols = out->subprotocols;
     out->app_pong_len = cfg->app_pong_payload ? strlen(cfg->app_pong_payload)
                                               : 0;
+    out->request_cap = mmws__conn_request_cap(cfg);
     mmws_url_parse(out->pub.wss_url, strlen(out->pub.wss_url),
                    cfg->allow_plaintext ? MMWS_URL_ALLOW_PLAINTEXT : 0, 0,
                    &out->url);

@@ -885,13 +885,7 @@ static void send_upgrade(mmws_conn *c) {
                                   c->cfg.pub.subprotocols,
                                   c->cfg.pub.subprotocol_count,
                                   c->cfg.pub.headers, c->cfg.pub.header_count};
-    size_t need = 1024 + strlen(c->cfg.pub.wss_url);
-    for (size_t i = 0; i < c->cfg.pub.header_count; i++)
-        need += strlen(c->cfg.pub.headers[i].name) +
-                strlen(c->cfg.pub.headers[i].value) + 4;
-    for (size_t i = 0; i < c->cfg.pub.subprotocol_count; i++)
-        need += strlen(c->cfg.pub.subprotocols[i]) + 2;
-    size_t len = 0;
+    size_t need = c->cfg.request_cap, len = 0;
     if (queue_reserve(c, need) ||
         mmws_handshake_build(&req, (char *)c->sbuf, need, &len)) {
         conn_fail(c, MMWS_ENOMEM, "cannot build the upgrade request");

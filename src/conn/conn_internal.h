@@ -29,7 +29,11 @@ typedef struct mmws__conn_cfg {
     const char **subprotocols;      /* owned array */
     mmws_header *headers;           /* owned array */
     size_t app_pong_len;            /* strlen(pub.app_pong_payload) */
+    size_t request_cap;             /* bytes the upgrade request can need */
 } mmws__conn_cfg;
+
+/* Upper bound on the upgrade request's size for cfg. */
+size_t mmws__conn_request_cap(const mmws_conn_config *cfg);
 
 /* Validates cfg; on error writes a sentence naming the field into err. */
 int mmws__conn_cfg_check(const mmws_conn_config *cfg, char *err,

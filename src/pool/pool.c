@@ -340,7 +340,7 @@ static void on_slot_message(void *user, const mmws_msg *m) {
     lag_sample(s, 0.0);
     if (deliver(p, m) < 0) return;
     /* Joining connections whose hold starts here have met the stream. */
-    for (size_t i = 0; i < p->nslots; i++) {
+    for (size_t i = 0; p->st.held && i < p->nslots; i++) {
         pslot *w = p->slots[i];
         if (w->joined || w->dead || w->nhold == 0) continue;
         if (w->hold[0].key != key) continue;
