@@ -178,6 +178,79 @@ typedef struct mmws_pool_stats {
 
 MMWS_API void mmws_pool_stats_get(const mmws_pool *p, mmws_pool_stats *out);
 
+/* ----------------------------------------------------- threaded mode -- */
+
+/*
+ * Threaded mode moves the loop onto an I/O thread of its own, so a slow
+ * consumer never delays a ping answer, a pong, a reconnect or a read:
+ * the I/O thread keeps the connections alive and hands each message to
+ * the consumer through a lock-free single-producer/single-consumer ring
+ * (capacity, arena_bytes and policy from the iteration-mode ring config).
+ * When the consumer falls behind, that ring's policy decides what goes
+ * (the oldest unread messages, or the newest) and every message that
+ * does not reach the consumer is counted in mmws_thread_stats.handoff.
+ *
+ * Start it on a single or pool in iteration mode (on_message NULL) whose
+ * loop is not running; from then on the loop and everything on it belong
+ * to the I/O thread. The consumer (the thread that started it) may call
+ * only: *_next, *_send_data (queued to the I/O thread), *_get_state and
+ * mmws_pool_connected_count / mmws_pool_size / mmws_pool_stats_get (a
+ * snapshot at most snapshot_interval_ms old), *_thread_stats (any thread)
+ * and *_free, which stops and joins the I/O thread first. Every other call
+ * returns MMWS_ESTATE (or NULL / does nothing) with a sentence in
+ * mmws_last_error().
+ */
+typedef enum mmws_wait_mode {
+    MMWS_WAIT_BLOCK = 0, /* sleep on a futex until a message or the timeout
+                            (after a microsecond of polling) */
+    MMWS_WAIT_SPIN = 1   /* busy-wait: the lowest hand-off latency; burns
+                            the consumer's core while it waits */
+} mmws_wait_mode;
+
+typedef struct mmws_thread_config {
+    int cpu;                      /* -1 (default): not pinned; else the I/O
+                                     thread runs on this CPU only (one the
+                                     process may use) */
+    mmws_wait_mode wait;          /* how *_next waits; MMWS_WAIT_BLOCK.
+                                     timeout_ms 0 polls in either mode */
+    size_t send_queue_messages;   /* sends queued to the I/O thread:
+                                     1024 (1..2^20) */
+    size_t send_queue_bytes;      /* and their bytes: 1 MiB (1..2^30); a
+                                     larger send is refused (ETOOBIG) */
+    uint32_t snapshot_interval_ms;/* state and stats snapshots: 50
+                                     (1..60000) */
+} mmws_thread_config;
+
+typedef struct mmws_thread_stats {
+    mmws_ring_stats handoff;      /* I/O thread -> consumer: inserted,
+                                     consumed, dropped_oldest,
+                                     dropped_newest (by the ring policy) */
+    size_t handoff_pending;       /* messages waiting for the consumer */
+    uint64_t sends_queued;        /* consumer -> I/O thread */
+    uint64_t sends_done;          /* sent by the I/O thread */
+    uint64_t sends_failed;        /* refused there (e.g. not connected by
+                                     then); the last reason below */
+    char last_send_error[160];
+} mmws_thread_stats;
+
+MMWS_API void mmws_thread_config_default(mmws_thread_config *cfg);
+
+/* Starts the I/O thread. 0; MMWS_EINVAL (NULL); MMWS_ESTATE (callback
+ * mode, already started, or the loop is running); MMWS_ECONFIG (a field
+ * out of range, the cpu not usable); MMWS_ENOMEM; MMWS_ESYS (the thread
+ * could not start). The sentence is in mmws_last_error(). */
+MMWS_API int mmws_single_start_thread(mmws_single *s,
+                                      const mmws_thread_config *tcfg);
+MMWS_API int mmws_pool_start_thread(mmws_pool *p,
+                                    const mmws_thread_config *tcfg);
+
+/* Counters of the hand-off and the send queue (any thread; zeros before
+ * the thread starts). 0 or MMWS_EINVAL. */
+MMWS_API int mmws_single_thread_stats(const mmws_single *s,
+                                      mmws_thread_stats *out);
+MMWS_API int mmws_pool_thread_stats(const mmws_pool *p,
+                                    mmws_thread_stats *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -75,4 +75,7 @@ void mmws__timer_stop(mmws__timer *t);
 /* 1 if t is waiting to fire. */
 int mmws__timer_active(const mmws__timer *t);
 
+/* 1 while the loop is running callbacks (called from inside one). */
+int mmws__loop_running(const mmws_loop *loop);
+
 #endif /* MMWS_NET_IO_H */

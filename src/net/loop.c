@@ -512,6 +512,8 @@ int mmws_loop_run_once(mmws_loop *loop, int timeout_ms) {
     return ran;
 }
 
+int mmws__loop_running(const mmws_loop *loop) { return loop->running; }
+
 /* Iterates until the stop flag is seen, then clears it. */
 int mmws_loop_run(mmws_loop *loop) {
     if (!loop) return MMWS_EINVAL;

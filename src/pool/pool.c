@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "conn/conn_internal.h"
+#include "net/io.h"
 #include "pool/pool_internal.h"
 
 #define MS 1000000ull
@@ -69,6 +70,7 @@ struct mmws_pool {
     mmws_on_message on_message;  /* callback mode, and its user */
     void *user;
     mmws_ring *ring;             /* iteration mode */
+    mmws__thread *thr;           /* threaded mode: the I/O thread */
 
     pslot **slots;               /* live slots, in creation order */
     size_t nslots, slot_cap;
@@ -215,6 +217,10 @@ static void really_free(mmws_pool *p);
  * freed inside the callback. */
 static int deliver(mmws_pool *p, const mmws_msg *m) {
     p->st.delivered++;
+    if (p->thr) {
+        mmws__thread_deliver(p->thr, m);
+        return 0;
+    }
     if (p->ring) {
         if (mmws_ring_insert(p->ring, m) < 0) p->st.ring_dropped++;
         return 0;
@@ -696,6 +702,10 @@ static void really_free(mmws_pool *p) {
 
 void mmws_pool_free(mmws_pool *p) {
     if (!p) return;
+    if (p->thr) { /* from the consumer: the loop is ours again after it */
+        mmws__thread_stop(p->thr);
+        p->thr = NULL;
+    }
     if (p->depth > 0) {
         p->free_pending = 1;
         return;
@@ -709,6 +719,7 @@ static int pool_ready(void *arg) {
 
 int mmws_pool_next(mmws_pool *p, mmws_msg *out, int timeout_ms) {
     if (!p || !out) return MMWS_EINVAL;
+    if (p->thr) return mmws__thread_next(p->thr, out, timeout_ms);
     if (!p->ring) return MMWS_ESTATE;
     int rc = mmws__drive_until(p->loop, pool_ready, p, timeout_ms);
     if (rc) return rc;
@@ -719,9 +730,9 @@ static int cmp_score_asc(const void *a, const void *b) {
     return -cmp_score_desc(a, b);
 }
 
-int mmws_pool_send_data(mmws_pool *p, const void *data, size_t len,
-                        int only_fastest) {
-    if (!p || (!data && len)) return MMWS_EINVAL;
+/* The send itself, on the loop's thread. */
+static int pool_send(mmws_pool *p, const void *data, size_t len,
+                     int only_fastest) {
     pslot *cand[128];
     size_t n = 0;
     for (size_t i = 0; i < p->nslots && n < 128; i++)
@@ -746,8 +757,82 @@ int mmws_pool_send_data(mmws_pool *p, const void *data, size_t len,
     return sent ? 0 : last;
 }
 
+int mmws_pool_send_data(mmws_pool *p, const void *data, size_t len,
+                        int only_fastest) {
+    if (!p || (!data && len)) return MMWS_EINVAL;
+    if (!p->thr) return pool_send(p, data, len, only_fastest);
+    /* Errors about the message itself are reported now, not later on the
+     * I/O thread (the config is read-only there). */
+    if (len > p->owned.pub.max_frame_size) return MMWS_ETOOBIG;
+    if (p->owned.pub.validate_utf8 && mmws_utf8_check(data, len))
+        return MMWS_EUTF8;
+    return mmws__thread_send(p->thr, data, len, only_fastest ? 1u : 0u);
+}
+
+/* ------------------------------------------------- threaded mode -- */
+
+/* What the consumer reads while the I/O thread runs. */
+typedef struct pool_snap {
+    mmws_pool_stats st;
+    mmws_state state;
+    size_t connected, size;
+} pool_snap;
+
+static mmws_state pool_state(const mmws_pool *p);
+static size_t pool_connected(const mmws_pool *p);
+
+static int thr_send(void *obj, const uint8_t *data, size_t len,
+                    unsigned flags) {
+    return pool_send(obj, data, len, (int)(flags & 1u));
+}
+
+static void thr_snapshot(void *obj, void *snap) {
+    mmws_pool *p = obj;
+    pool_snap *ps = snap;
+    ps->st = p->st;
+    ps->state = pool_state(p);
+    ps->connected = pool_connected(p);
+    ps->size = p->nslots;
+}
+
+int mmws_pool_start_thread(mmws_pool *p, const mmws_thread_config *tcfg) {
+    if (!p) {
+        mmws__set_last_error("mmws_pool_start_thread: pool must not be NULL");
+        return MMWS_EINVAL;
+    }
+    if (!p->ring || p->thr || p->depth || mmws__loop_running(p->loop)) {
+        mmws__set_last_error("mmws_pool_start_thread: the pool must be in "
+                             "iteration mode (on_message NULL), not started "
+                             "yet, and its loop not running");
+        return MMWS_ESTATE;
+    }
+    static const mmws__thread_ops ops = {thr_send, thr_snapshot, NULL};
+    int rc = mmws__thread_start(p->loop, &p->pcfg.ring, tcfg, &ops, p,
+                                sizeof(pool_snap), &p->thr);
+    if (rc) p->thr = NULL;
+    return rc;
+}
+
+int mmws_pool_thread_stats(const mmws_pool *p, mmws_thread_stats *out) {
+    if (!p || !out) return MMWS_EINVAL;
+    if (p->thr)
+        mmws__thread_stats(p->thr, out);
+    else
+        memset(out, 0, sizeof *out);
+    return 0;
+}
+
 mmws_state mmws_pool_get_state(const mmws_pool *p) {
     if (!p) return MMWS_DISCONNECTED;
+    if (p->thr) {
+        pool_snap ps;
+        mmws__thread_snapshot(p->thr, &ps);
+        return ps.state;
+    }
+    return pool_state(p);
+}
+
+static mmws_state pool_state(const mmws_pool *p) {
     mmws_state best = MMWS_DISCONNECTED;
     for (size_t i = 0; i < p->nslots; i++) {
         mmws_state s = mmws_conn_state(p->slots[i]->conn);
@@ -758,17 +843,35 @@ mmws_state mmws_pool_get_state(const mmws_pool *p) {
 }
 
 size_t mmws_pool_connected_count(const mmws_pool *p) {
+    if (p && p->thr) {
+        pool_snap ps;
+        mmws__thread_snapshot(p->thr, &ps);
+        return ps.connected;
+    }
+    return pool_connected(p);
+}
+
+static size_t pool_connected(const mmws_pool *p) {
     size_t n = 0;
     for (size_t i = 0; p && i < p->nslots; i++)
         if (mmws_conn_state(p->slots[i]->conn) == MMWS_CONNECTED) n++;
     return n;
 }
 
-size_t mmws_pool_size(const mmws_pool *p) { return p ? p->nslots : 0; }
+size_t mmws_pool_size(const mmws_pool *p) {
+    if (p && p->thr) {
+        pool_snap ps;
+        mmws__thread_snapshot(p->thr, &ps);
+        return ps.size;
+    }
+    return p ? p->nslots : 0;
+}
 
 int mmws_pool_conn_info_get(const mmws_pool *p, size_t i,
                             mmws_pool_conn_info *out) {
-    if (!p || !out || i >= p->nslots) return MMWS_EINVAL;
+    if (!p || !out) return MMWS_EINVAL;
+    if (p->thr) return mmws__thread_refuse("mmws_pool_conn_info_get");
+    if (i >= p->nslots) return MMWS_EINVAL;
     const pslot *s = p->slots[i];
     memset(out, 0, sizeof *out);
     out->conn_id = mmws_conn_id(s->conn);
@@ -788,5 +891,16 @@ int mmws_pool_conn_info_get(const mmws_pool *p, size_t i,
 
 void mmws_pool_stats_get(const mmws_pool *p, mmws_pool_stats *out) {
     if (!p || !out) return;
+    if (p->thr) {
+        pool_snap ps;
+        mmws__thread_snapshot(p->thr, &ps);
+        *out = ps.st;
+        mmws_ring_stats rs;
+        mmws_thread_stats ts;
+        mmws__thread_stats(p->thr, &ts);
+        rs = ts.handoff;
+        out->ring_dropped = rs.dropped_oldest + rs.dropped_newest;
+        return;
+    }
     *out = p->st;
 }

@@ -8,12 +8,15 @@
 #include <mmws/pool.h>
 
 #include "conn/conn_internal.h"
+#include "net/io.h"
 #include "pool/pool_internal.h"
 
 struct mmws_single {
     mmws_loop *loop;             /* the loop the connection runs on */
     mmws_conn *conn;             /* the connection */
     mmws_ring *ring;             /* iteration mode only */
+    mmws_ring_config ring_cfg;   /* its config (threaded mode reuses it) */
+    mmws__thread *thr;           /* threaded mode: the I/O thread */
     mmws_on_message on_message;  /* callback mode only, and its user */
     void *user;
     mmws_conn_config cfg;        /* returned by get_config */
@@ -23,7 +26,10 @@ struct mmws_single {
 /* Iteration mode: the connection's messages go into the ring. */
 static void to_ring(void *user, const mmws_msg *m) {
     mmws_single *s = user;
-    mmws_ring_insert(s->ring, m); /* drops are counted by the ring */
+    if (s->thr)
+        mmws__thread_deliver(s->thr, m); /* drops counted by the hand-off */
+    else
+        mmws_ring_insert(s->ring, m); /* drops are counted by the ring */
 }
 
 int mmws_single_new(mmws_loop *loop, const mmws_conn_config *cfg,
@@ -57,6 +63,7 @@ int mmws_single_new(mmws_loop *loop, const mmws_conn_config *cfg,
             mmws_ring_config_default(&rc_default);
             ring_cfg = &rc_default;
         }
+        s->ring_cfg = *ring_cfg;
         rc = mmws_ring_new(ring_cfg, &s->ring);
         if (rc) {
             mmws_single_free(s);
@@ -75,6 +82,7 @@ int mmws_single_new(mmws_loop *loop, const mmws_conn_config *cfg,
 
 void mmws_single_free(mmws_single *s) {
     if (!s) return;
+    mmws__thread_stop(s->thr); /* the loop is ours again after it */
     mmws_conn_free(s->conn);
     mmws_ring_free(s->ring);
     mmws__conn_cfg_free(&s->owned);
@@ -110,6 +118,7 @@ static int single_ready(void *arg) {
 int mmws_single_next(mmws_single *s, mmws_msg *out, int timeout_ms) {
     if (!s || !out) return MMWS_EINVAL;
     if (!s->ring) return MMWS_ESTATE;
+    if (s->thr) return mmws__thread_next(s->thr, out, timeout_ms);
     int rc = mmws__drive_until(s->loop, single_ready, s, timeout_ms);
     if (rc) return rc;
     if (mmws_ring_consume(s->ring, out) == 0) return 0;
@@ -117,16 +126,73 @@ int mmws_single_next(mmws_single *s, mmws_msg *out, int timeout_ms) {
 }
 
 int mmws_single_send_data(mmws_single *s, const void *data, size_t len) {
-    return s ? mmws_conn_send_text(s->conn, data, len) : MMWS_EINVAL;
+    if (!s || (!data && len)) return MMWS_EINVAL;
+    if (!s->thr) return mmws_conn_send_text(s->conn, data, len);
+    /* Errors about the message itself are reported now, not later on the
+     * I/O thread (the config is read-only there). */
+    if (len > s->cfg.max_frame_size) return MMWS_ETOOBIG;
+    if (s->cfg.validate_utf8 && mmws_utf8_check(data, len)) return MMWS_EUTF8;
+    return mmws__thread_send(s->thr, data, len, 0);
 }
 
 int mmws_single_set_on_connect(mmws_single *s, const char *const *msgs,
                                size_t n) {
+    if (s && s->thr) return mmws__thread_refuse("mmws_single_set_on_connect");
     return s ? mmws_conn_set_on_connect(s->conn, msgs, n) : MMWS_EINVAL;
 }
 
 mmws_state mmws_single_get_state(const mmws_single *s) {
-    return s ? mmws_conn_state(s->conn) : MMWS_DISCONNECTED;
+    if (!s) return MMWS_DISCONNECTED;
+    if (s->thr) {
+        mmws_state st;
+        mmws__thread_snapshot(s->thr, &st);
+        return st;
+    }
+    return mmws_conn_state(s->conn);
+}
+
+/* ------------------------------------------------- threaded mode -- */
+
+static int thr_send(void *obj, const uint8_t *data, size_t len,
+                    unsigned flags) {
+    (void)flags;
+    return mmws_conn_send_text(((mmws_single *)obj)->conn, data, len);
+}
+
+static void thr_snapshot(void *obj, void *snap) {
+    *(mmws_state *)snap = mmws_conn_state(((mmws_single *)obj)->conn);
+}
+
+static int thr_finished(void *obj) {
+    return mmws_conn_phase(((mmws_single *)obj)->conn) == MMWS_PHASE_CLOSED;
+}
+
+int mmws_single_start_thread(mmws_single *s, const mmws_thread_config *tcfg) {
+    if (!s) {
+        mmws__set_last_error("mmws_single_start_thread: single must not be "
+                             "NULL");
+        return MMWS_EINVAL;
+    }
+    if (!s->ring || s->thr || mmws__loop_running(s->loop)) {
+        mmws__set_last_error("mmws_single_start_thread: the single must be in "
+                             "iteration mode (on_message NULL), not started "
+                             "yet, and its loop not running");
+        return MMWS_ESTATE;
+    }
+    static const mmws__thread_ops ops = {thr_send, thr_snapshot, thr_finished};
+    int rc = mmws__thread_start(s->loop, &s->ring_cfg, tcfg, &ops, s,
+                                sizeof(mmws_state), &s->thr);
+    if (rc) s->thr = NULL;
+    return rc;
+}
+
+int mmws_single_thread_stats(const mmws_single *s, mmws_thread_stats *out) {
+    if (!s || !out) return MMWS_EINVAL;
+    if (s->thr)
+        mmws__thread_stats(s->thr, out);
+    else
+        memset(out, 0, sizeof *out);
+    return 0;
 }
 
 const mmws_conn_config *mmws_single_get_config(const mmws_single *s) {
@@ -134,9 +200,16 @@ const mmws_conn_config *mmws_single_get_config(const mmws_single *s) {
 }
 
 int mmws_single_close(mmws_single *s) {
+    if (s && s->thr) return mmws__thread_refuse("mmws_single_close");
     return s ? mmws_conn_close(s->conn, MMWS_CLOSE_NORMAL, NULL) : MMWS_EINVAL;
 }
 
-mmws_conn *mmws_single_conn(mmws_single *s) { return s ? s->conn : NULL; }
+/* NULL in threaded mode: the connection and ring belong to the I/O
+ * thread. */
+mmws_conn *mmws_single_conn(mmws_single *s) {
+    return s && !s->thr ? s->conn : NULL;
+}
 
-mmws_ring *mmws_single_ring(mmws_single *s) { return s ? s->ring : NULL; }
+mmws_ring *mmws_single_ring(mmws_single *s) {
+    return s && !s->thr ? s->ring : NULL;
+}

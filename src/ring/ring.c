@@ -107,7 +107,7 @@ void mmws_ring_config_default(mmws_ring_config *cfg) {
     cfg->unique_window = 0; /* 0: the same as the (rounded) capacity */
 }
 
-static int ring_cfg_check(const mmws_ring_config *cfg) {
+int mmws__ring_cfg_check(const mmws_ring_config *cfg) {
     if (cfg->capacity == 0 || cfg->capacity > MMWS__RING_MAX_COUNT)
         return ring_fail(MMWS_ECONFIG,
                          "ring capacity must be 1..%zu messages (got %zu)",
@@ -143,7 +143,7 @@ int mmws_ring_new(const mmws_ring_config *cfg, mmws_ring **out) {
         mmws_ring_config_default(&def);
         cfg = &def;
     }
-    int rc = ring_cfg_check(cfg);
+    int rc = mmws__ring_cfg_check(cfg);
     if (rc) return rc;
 
     size_t cap = 1;

@@ -12,6 +12,10 @@
 /* Largest dedup window, ring capacity and unique_window (2^30). */
 #define MMWS__RING_MAX_COUNT ((size_t)1 << 30)
 
+/* Checks every field of a ring config; 0 or MMWS_ECONFIG with the
+ * sentence in mmws_last_error(). */
+int mmws__ring_cfg_check(const mmws_ring_config *cfg);
+
 /*
  * A dedup filter that also keeps one 64-bit value per remembered key (the
  * ring stores the number of the message the key came from, to find it for

@@ -27,6 +27,8 @@
  * connection are handled strictly in order, one at a time. Every PING is
  * answered with a PONG of the same payload (until "stall").
  *
+ * MODE heartbeat:MS: as normal, and every MS the server pings each client;
+ * a client whose pong to the previous ping is missing is disconnected.
  * MODE noupgrade: accept TCP (or TLS) and never answer.
  * MODE status:NNN: answer each HTTP request with status NNN and close.
  */
@@ -43,7 +45,7 @@ const SEND_HIGH_WATER = 1 << 20;
 
 function usage(msg) {
   process.stderr.write(`server.js: ${msg}\n` +
-    'usage: server.js --port N --host ADDR [--tls CERT KEY] [--mode normal|noupgrade|status:NNN]\n');
+    'usage: server.js --port N --host ADDR [--tls CERT KEY] [--mode normal|noupgrade|status:NNN|heartbeat:MS]\n');
   process.exit(2);
 }
 
@@ -59,7 +61,8 @@ function parseArgs(argv) {
     else usage(`unknown argument ${a}`);
   }
   if (!Number.isInteger(o.port) || o.port < 0 || o.port > 65535) usage('bad --port');
-  if (o.mode !== 'normal' && o.mode !== 'noupgrade' && !/^status:[1-5][0-9][0-9]$/.test(o.mode))
+  if (o.mode !== 'normal' && o.mode !== 'noupgrade' && !/^status:[1-5][0-9][0-9]$/.test(o.mode) &&
+      !/^heartbeat:[1-9][0-9]{0,6}$/.test(o.mode))
     usage(`bad --mode ${o.mode}`);
   return o;
 }
@@ -225,7 +228,7 @@ function main() {
   const tlsOpts = o.cert ? { cert: fs.readFileSync(o.cert), key: fs.readFileSync(o.key) } : null;
   let server;
 
-  if (o.mode === 'normal') {
+  if (o.mode === 'normal' || o.mode.startsWith('heartbeat:')) {
     const onRequest = (req, res) => {
       res.writeHead(426, { 'Content-Type': 'text/plain', Connection: 'close' });
       res.end('WebSocket only\n');
@@ -239,6 +242,25 @@ function main() {
       clientTracking: true,
     });
     wss.on('connection', (ws) => onConnection(ws));
+    if (o.mode.startsWith('heartbeat:')) {
+      /* heartbeat:MS: ping every client every MS; one whose pong for the
+       * previous ping has not come back is terminated (as server.py's
+       * keepalive does, which closes with 1011). */
+      const ms = Number(o.mode.slice(10));
+      setInterval(() => {
+        for (const ws of wss.clients) {
+          if (ws.hbWaiting) {
+            process.stderr.write('server.js: heartbeat: no pong, terminating\n');
+            ws.close(1011, 'keepalive ping timeout');
+            ws.terminate();
+            continue;
+          }
+          ws.hbWaiting = true;
+          ws.once('pong', () => { ws.hbWaiting = false; });
+          ws.ping();
+        }
+      }, ms);
+    }
     wss.on('error', (err) => process.stderr.write(`server.js: ${err.message}\n`));
   } else {
     const status = o.mode === 'noupgrade' ? 0 : Number(o.mode.slice(7));

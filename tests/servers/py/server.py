@@ -28,6 +28,8 @@ A bad command is answered with TEXT {"error":"..."}. Messages of one
 connection are handled strictly in order, one at a time. Every PING is
 answered with a PONG of the same payload (until "stall").
 
+MODE heartbeat:MS: as normal, and every MS the server pings each client;
+a client whose pong to the previous ping is missing is disconnected.
 MODE noupgrade: accept TCP (or TLS) and never answer.
 MODE status:NNN: answer each HTTP request with status NNN and close.
 
@@ -71,7 +73,7 @@ def log(msg):
 def usage(msg):
     log(msg)
     print("usage: server.py --port N --host ADDR [--tls CERT KEY] "
-          "[--mode normal|noupgrade|status:NNN]", file=sys.stderr)
+          "[--mode normal|noupgrade|status:NNN|heartbeat:MS]", file=sys.stderr)
     sys.exit(2)
 
 
@@ -108,7 +110,8 @@ def parse_args(argv):
     if not 0 <= o["port"] <= 65535:
         usage("bad --port")
     m = o["mode"]
-    if m not in ("normal", "noupgrade") and not re.fullmatch(r"status:[1-5][0-9][0-9]", m):
+    if m not in ("normal", "noupgrade") and not re.fullmatch(r"status:[1-5][0-9][0-9]", m) \
+            and not re.fullmatch(r"heartbeat:[1-9][0-9]{0,6}", m):
         usage(f"bad --mode {m}")
     return o
 
@@ -274,10 +277,13 @@ async def main():
         loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
 
     mode = o["mode"]
-    if mode == "normal":
+    if mode == "normal" or mode.startswith("heartbeat:"):
+        # heartbeat:MS: websockets' own keepalive pings every MS and closes
+        # the connection (1011) when a pong is not back within MS.
+        hb = int(mode[10:]) / 1000 if mode != "normal" else None
         server = await websockets.serve(
             ws_handler, o["host"], o["port"], ssl=ctx, compression=None,
-            max_size=MAX_MESSAGE, ping_interval=None)
+            max_size=MAX_MESSAGE, ping_interval=hb, ping_timeout=hb)
     else:
         status = 0 if mode == "noupgrade" else int(mode[7:])
         server = await asyncio.start_server(raw_handler(status), o["host"], o["port"], ssl=ctx)
