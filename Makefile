@@ -8,7 +8,7 @@ JOBS         ?= $(shell nproc)
 export BUILD JOBS FUZZ_SECONDS
 MAKEFLAGS += --no-print-directory
 
-.PHONY: all deps build test demo bench fuzz fuzz-merge install clean
+.PHONY: all deps build test soak demo bench fuzz fuzz-merge install clean
 
 all: build
 
@@ -24,6 +24,12 @@ build: deps
 # Every test under ASan+UBSan (gcc), plus a clang -Werror build of everything.
 test: deps
 	@scripts/test.sh
+
+# The long soak (not part of test): the pool against the simulator under
+# ASan with a fault every 3 s for SOAK_SECONDS (600); fails on a gap, a
+# crash, or RSS / open fds growing.
+soak: deps
+	@scripts/soak.sh
 
 # The main job offline: a 5-connection pool against the local exchange
 # simulator, live table, summary; exits 0 only if no update id was missed.

@@ -204,7 +204,12 @@ static void conn_cfg(mmws_conn_config *cfg, char *url, size_t len, int port) {
 /* Reads {"connections":N,...} from a count reply; -1 if not one. */
 static long count_connections(const mmws_msg *m) {
     const char *p = memmem(m->data, m->len, "\"connections\":", 14);
-    return p ? strtol(p + 14, NULL, 10) : -1;
+    if (!p) return -1;
+    /* The view is not NUL-terminated: digits only, by hand. */
+    const char *end = (const char *)m->data + m->len;
+    long n = 0;
+    for (p += 14; p < end && *p >= '0' && *p <= '9'; p++) n = n * 10 + (*p - '0');
+    return n;
 }
 
 /* Asks the server how many connections it has accepted (the reply comes

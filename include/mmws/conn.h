@@ -154,7 +154,8 @@ MMWS_API int mmws_conn_send_pong(mmws_conn *c, const void *data, size_t len);
 MMWS_API int mmws_conn_close(mmws_conn *c, unsigned code, const char *reason);
 
 /* Replaces the on_connect payloads for later (re)connects (copied).
- * Returns 0 or MMWS_ENOMEM (the old ones are kept). */
+ * Returns 0, MMWS_EINVAL (a NULL message, one over max_frame_size or not
+ * UTF-8) or MMWS_ENOMEM; on error the old ones are kept. */
 MMWS_API int mmws_conn_set_on_connect(mmws_conn *c, const char *const *msgs,
                                       size_t count);
 

@@ -235,7 +235,10 @@ int mmws__conn_cfg_check(const mmws_conn_config *cfg, char *err,
                                   cfg->header_count};
     size_t need = mmws__conn_request_cap(cfg);
     char *buf = malloc(need);
-    if (!buf) return MMWS_ENOMEM;
+    if (!buf)
+        return cfg_fail(err, err_len, MMWS_ENOMEM,
+                        "out of memory for a %zu-byte trial upgrade request",
+                        need);
     size_t out_len;
     rc = mmws_handshake_build(&req, buf, need, &out_len);
     free(buf);

@@ -56,6 +56,9 @@ struct mmws_conn {
     mmws__io io;                   /* watcher on fd */
     mmws__transport *tr;           /* transport once TCP is up */
     mmws__tls_ctx *tls_ctx;        /* shared by all attempts (wss only) */
+    mmws__transport_factory make_tr; /* test hook replacing DNS + TCP (+ TLS),
+                                      NULL normally */
+    void *make_tr_user;            /* make_tr's argument */
 
     mmws__timer t_phase;           /* connect / upgrade / close timeout */
     mmws__timer t_ping;            /* latency ping interval */
@@ -347,7 +350,10 @@ static int send_frame(mmws_conn *c, unsigned opcode, const void *data,
                       size_t len, int priority) {
     size_t hdr = mmws_frame_header_len(len), total = hdr + len;
     size_t queued = c->slen - c->soff;
-    if (queued + total > c->cfg.pub.max_send_queue) {
+    /* The close frame is exempt (at most one per attempt, <= 131 bytes):
+     * a full queue must not turn a close into a silent timeout. */
+    if (queued + total > c->cfg.pub.max_send_queue &&
+        opcode != MMWS_OP_CLOSE) {
         c->st.rejected_queue++;
         return MMWS_EQUEUEFULL;
     }
@@ -584,7 +590,10 @@ static int on_frame(mmws_conn *c, const mmws_frame *f, uint64_t recv_ns) {
             mmws__timer_stop(&c->t_app);
             mmws__timer_start(&c->t_phase,
                               (uint64_t)c->cfg.pub.close_timeout_ms * MS);
-            uint8_t echo[2] = {(uint8_t)(code >> 8), (uint8_t)code};
+            /* 1012-1014 may be received but not sent: answered 1000. */
+            unsigned back = mmws_close_code_valid_send(code)
+                                ? code : MMWS_CLOSE_NORMAL;
+            uint8_t echo[2] = {(uint8_t)(back >> 8), (uint8_t)back};
             budget(c, 1);
             send_frame(c, MMWS_OP_CLOSE, echo,
                        code == MMWS_CLOSE_NO_STATUS ? 0 : 2, 0);
@@ -752,7 +761,13 @@ static void conn_open(mmws_conn *c, uint64_t recv_ns) {
     if (c->st.connects++) c->st.reconnects++;
     c->ping_sent_ns = 0;
     set_phase(c, MMWS_PHASE_OPEN);
-    if (c->gen != gen || c->phase != MMWS_PHASE_OPEN) return;
+    if (c->gen != gen) return;
+    if (c->phase != MMWS_PHASE_OPEN) {
+        /* Closed from on_state: the frames that came with the header (the
+         * server's close among them) are still handled. */
+        process_frames(c, recv_ns);
+        return;
+    }
     for (size_t i = 0; i < c->cfg.pub.on_connect_count; i++) {
         const char *m = c->cfg.on_connect[i];
         budget(c, 1);
@@ -874,11 +889,19 @@ static void send_upgrade(mmws_conn *c) {
     set_phase(c, MMWS_PHASE_UPGRADE);
     mmws__timer_start(&c->t_phase,
                       (uint64_t)c->cfg.pub.handshake_timeout_ms * MS);
-    if (mmws_handshake_key(c->key) ||
-        mmws_handshake_parser_init(&c->hs, c->key, c->cfg.pub.subprotocols,
+    if (mmws_handshake_key(c->key)) {
+        conn_fail(c, MMWS_ESYS, "cannot make a handshake key (getrandom)");
+        return;
+    }
+    errno = 0;
+    if (mmws_handshake_parser_init(&c->hs, c->key, c->cfg.pub.subprotocols,
                                    c->cfg.pub.subprotocol_count,
                                    c->cfg.pub.max_handshake_size)) {
-        conn_fail(c, MMWS_ESYS, "cannot make a handshake key (getrandom)");
+        /* OpenSSL's SHA-1 fails only without memory (or without SHA-1). */
+        int nomem = errno == ENOMEM;
+        conn_fail(c, nomem ? MMWS_ENOMEM : MMWS_ESYS,
+                  "cannot compute the expected Sec-WebSocket-Accept: "
+                  "OpenSSL's SHA-1 failed%s", nomem ? " (out of memory)" : "");
         return;
     }
     mmws_handshake_request req = {&c->cfg.url, c->key,
@@ -941,6 +964,23 @@ static void on_dns(void *data, int rc, const mmws__addrs *addrs,
     leave(c);
 }
 
+/* The test hook's attempt: the factory's transport stands in for a
+ * connected socket, and its handshake op runs as TLS's would (phase TLS),
+ * so everything after the TCP connect is the real code path. */
+static void start_injected(mmws_conn *c) {
+    char detail[MMWS__DETAIL_LEN] = "";
+    c->tr = c->make_tr(c->make_tr_user, detail, sizeof detail);
+    if (!c->tr) {
+        conn_fail(c, MMWS_ECONNECT, "transport factory: %s", detail);
+        return;
+    }
+    c->fd = c->tr->fd;
+    set_phase(c, MMWS_PHASE_TLS);
+    if (mmws__io_start(c->loop, &c->io, c->fd, MMWS__IO_READ | MMWS__IO_WRITE,
+                       on_io, c))
+        conn_fail(c, MMWS_ESYS, "epoll_ctl failed: %s", strerror(errno));
+}
+
 /* Begins a connection attempt: DNS (or the resolve override), then TCP. */
 static void start_connect(mmws_conn *c) {
     teardown(c);
@@ -949,6 +989,10 @@ static void start_connect(mmws_conn *c) {
     memset(&c->hs, 0, sizeof c->hs);
     set_phase(c, MMWS_PHASE_RESOLVING);
     mmws__timer_start(&c->t_phase, (uint64_t)c->cfg.pub.connect_timeout_ms * MS);
+    if (c->make_tr) {
+        start_injected(c);
+        return;
+    }
     if (c->cfg.pub.resolve) {
         mmws__parse_resolve(c->cfg.pub.resolve, c->cfg.url.port, &c->addrs);
         c->addr_index = 0;
@@ -967,10 +1011,27 @@ static void start_connect(mmws_conn *c) {
     }
 }
 
+/* Makes the TLS context from the config: 0, or MMWS_ENOMEM (no memory)
+ * or MMWS_ECONFIG (a file or setting refused) with detail. */
+static int make_tls_ctx(mmws_conn *c, char *detail, size_t len) {
+    mmws__tls_config tc = {c->cfg.pub.tls_verify, c->cfg.pub.tls_ca_file,
+                           c->cfg.pub.tls_ca_dir, c->cfg.pub.tls_cert_file,
+                           c->cfg.pub.tls_key_file};
+    errno = 0;
+    c->tls_ctx = mmws__tls_ctx_new(&tc, detail, len);
+    if (c->tls_ctx) return 0;
+    return errno == ENOMEM ? MMWS_ENOMEM : MMWS_ECONFIG;
+}
+
 /* TCP is up: wrap in TLS (wss) or go straight to the upgrade. */
 static void tcp_connected(mmws_conn *c) {
     char detail[MMWS__DETAIL_LEN] = "";
     if (c->cfg.url.secure) {
+        int rc = c->tls_ctx ? 0 : make_tls_ctx(c, detail, sizeof detail);
+        if (rc) {
+            conn_fail(c, rc, "TLS settings: %s", detail);
+            return;
+        }
         c->tr = mmws__tls_new(c->tls_ctx, c->fd, c->cfg.host, detail,
                               sizeof detail);
         if (!c->tr) {
@@ -1028,6 +1089,14 @@ static void on_io(mmws__io *io, unsigned events) {
             want(c, MMWS__IO_READ | MMWS__IO_WRITE);
         } else {
             conn_fail(c, MMWS_ETLS, "TLS: %s", c->tr->detail);
+            /* An allocation that failed inside OpenSSL can leave the
+             * context unusable for good (a trusted certificate kept
+             * without its key fails every later handshake): the next
+             * attempt builds a fresh one. */
+            if (c->tls_ctx && !c->tr) {
+                mmws__tls_ctx_free(c->tls_ctx);
+                c->tls_ctx = NULL;
+            }
         }
         break;
     }
@@ -1092,16 +1161,13 @@ int mmws_conn_new(mmws_loop *loop, const mmws_conn_config *cfg,
         c->jitter = 0x9E3779B97F4A7C15ull ^ c->cfg.pub.conn_id;
     c->st.latency_ms = c->st.latency_ema_ms = 1000.0;
     if (c->cfg.url.secure) {
-        mmws__tls_config tc = {c->cfg.pub.tls_verify, c->cfg.pub.tls_ca_file,
-                               c->cfg.pub.tls_ca_dir, c->cfg.pub.tls_cert_file,
-                               c->cfg.pub.tls_key_file};
         char detail[MMWS__DETAIL_LEN] = "";
-        c->tls_ctx = mmws__tls_ctx_new(&tc, detail, sizeof detail);
-        if (!c->tls_ctx) {
+        rc = make_tls_ctx(c, detail, sizeof detail);
+        if (rc) {
             snprintf(err, sizeof err, "TLS settings: %.230s", detail);
             mmws__set_last_error(err);
             really_free(c);
-            return MMWS_ECONFIG;
+            return rc;
         }
     }
     mmws__timer_init(loop, &c->t_phase, on_phase_timer, c);
@@ -1146,10 +1212,25 @@ int mmws_conn_set_on_connect(mmws_conn *c, const char *const *msgs,
                              size_t count) {
     if (!c || (count && !msgs)) return MMWS_EINVAL;
     for (size_t i = 0; i < count; i++)
-        if (!msgs[i] ||
+        if (!msgs[i] || strlen(msgs[i]) > c->cfg.pub.max_frame_size ||
             mmws_utf8_check((const uint8_t *)msgs[i], strlen(msgs[i])))
             return MMWS_EINVAL;
     return mmws__conn_cfg_set_on_connect(&c->cfg, msgs, count);
+}
+
+void mmws__conn_set_transport_factory(mmws_conn *c,
+                                      mmws__transport_factory make,
+                                      void *user) {
+    if (!c) return;
+    c->make_tr = make;
+    c->make_tr_user = user;
+    if (c->user_closed) return;
+    /* mmws_conn_new already began an attempt (DNS or TCP): begin again
+     * through the factory. */
+    mmws__timer_stop(&c->t_backoff);
+    c->depth++;
+    start_connect(c);
+    leave(c); /* a callback in there may have freed c */
 }
 
 void mmws_conn_set_on_state(mmws_conn *c, mmws_on_state cb, void *user) {

@@ -54,5 +54,23 @@ void mmws__conn_cfg_free(mmws__conn_cfg *c);
  * Returns 0 or MMWS_ECONFIG. */
 int mmws__parse_resolve(const char *list, uint16_t port, mmws__addrs *addrs);
 
+/* Makes the transport of one connection attempt (test hook, below): a new
+ * transport owning its fd, or NULL with a sentence in detail. */
+typedef mmws__transport *(*mmws__transport_factory)(void *user, char *detail,
+                                                    size_t detail_len);
+
+/*
+ * Test hook (fuzzing, not exported): every attempt of c from now on takes
+ * its transport from make(user, ...) instead of DNS + TCP (+ TLS), then
+ * goes on exactly as after a TCP connect: the transport's handshake op
+ * (phase TLS; the fd is watched for readiness), the upgrade, and the rest
+ * of the state machine unchanged (timers, reconnect, close). Call it right
+ * after mmws_conn_new: it restarts the attempt that call began (unless the
+ * user closed). make NULL goes back to DNS + TCP for later attempts.
+ */
+void mmws__conn_set_transport_factory(mmws_conn *c,
+                                      mmws__transport_factory make,
+                                      void *user);
+
 
 #endif /* MMWS_CONN_INTERNAL_H */

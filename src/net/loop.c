@@ -87,6 +87,8 @@ void mmws_loop_config_default(mmws_loop_config *cfg) {
 }
 
 /* Creates the epoll instance, the eventfd and the batch buffer. */
+static int timers_grow(mmws_loop *loop);
+
 mmws_loop *mmws_loop_new(const mmws_loop_config *cfg) {
     mmws_loop_config def;
     if (!cfg) {
@@ -107,6 +109,13 @@ mmws_loop *mmws_loop_new(const mmws_loop_config *cfg) {
     atomic_init(&loop->stop, 0);
     loop->events = calloc(cfg->max_events, sizeof *loop->events);
     if (!loop->events) goto fail;
+    /* Room for MIN_TIMERS timers now, so a loop with few objects never
+     * fails to start a timer later (a connect or backoff timer that
+     * silently did not start would be a hang). */
+    if (timers_grow(loop) != 0) {
+        errno = ENOMEM;
+        goto fail;
+    }
     loop->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (loop->epfd < 0) goto fail;
     loop->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -124,6 +133,8 @@ fail:;
     if (loop->wakefd >= 0) close(loop->wakefd);
     if (loop->epfd >= 0) close(loop->epfd);
     free(loop->events);
+    free(loop->heap);
+    free(loop->runq);
     free(loop);
     errno = saved;
     return NULL;

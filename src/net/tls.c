@@ -55,7 +55,9 @@ typedef struct tls_transport {
 /*
  * Takes the oldest queued OpenSSL error (the root cause), writes its reason
  * and any text OpenSSL attached to it into buf, and empties the queue.
- * Returns the error code, 0 if the queue was empty ("unknown error").
+ * When any queued error is an allocation failure the text starts with "out
+ * of memory: " and errno is ENOMEM. Returns the error code, 0 if the queue
+ * was empty ("unknown error").
  */
 static unsigned long drain_errors(char *buf, size_t len) {
     const char *data = NULL;
@@ -65,8 +67,9 @@ static unsigned long drain_errors(char *buf, size_t len) {
 #else
     unsigned long e = ERR_get_error_line_data(NULL, NULL, &data, &flags);
 #endif
+    char text[256];
     if (e == 0) {
-        mmws__detail(buf, len, "unknown error");
+        mmws__detail(text, sizeof text, "unknown error");
     } else {
         const char *reason = ERR_reason_error_string(e);
         char whole[256];
@@ -75,12 +78,40 @@ static unsigned long drain_errors(char *buf, size_t len) {
             reason = whole;
         }
         if (data != NULL && (flags & ERR_TXT_STRING) && data[0] != '\0')
-            mmws__detail(buf, len, "%s (%s)", reason, data);
+            mmws__detail(text, sizeof text, "%s (%s)", reason, data);
         else
-            mmws__detail(buf, len, "%s", reason);
+            mmws__detail(text, sizeof text, "%s", reason);
     }
+    /* A failed allocation deep inside OpenSSL often surfaces as a generic
+     * reason ("init fail", "PEM lib") with the malloc failure queued
+     * after it: the sentence then names memory, and errno says ENOMEM so
+     * a caller can tell "no memory" from "bad settings". */
+    int nomem = 0;
+    for (unsigned long x = e; x != 0; x = ERR_get_error())
+        if (ERR_GET_REASON(x) == ERR_R_MALLOC_FAILURE ||
+            (ERR_GET_LIB(x) == ERR_LIB_SYS && ERR_GET_REASON(x) == ENOMEM))
+            nomem = 1;
+    mmws__detail(buf, len, "%s%s", nomem ? "out of memory: " : "", text);
     ERR_clear_error();
+    if (nomem) errno = ENOMEM;
     return e;
+}
+
+/*
+ * An allocation that failed inside an OpenSSL call often surfaces as some
+ * other reason ("PEM lib", "EC lib", even "hostname mismatch"). Callers
+ * clear errno before the call; when it reads ENOMEM afterwards, a detail
+ * that does not say so yet is prefixed with "out of memory: " so the
+ * sentence names the cause, and errno is left ENOMEM for the caller.
+ */
+static void note_nomem(char *detail, size_t len, int err) {
+    errno = err;
+    if (err != ENOMEM || detail == NULL || len == 0 ||
+        strstr(detail, "out of memory") != NULL)
+        return;
+    char was[MMWS__DETAIL_LEN];
+    mmws__detail(was, sizeof was, "%s", detail);
+    mmws__detail(detail, len, "out of memory: %s", was);
 }
 
 /* ---------------------------------------------------------- socket BIO -- */
@@ -187,6 +218,7 @@ mmws__tls_ctx *mmws__tls_ctx_new(const mmws__tls_config *cfg, char *detail,
     static const mmws__tls_config defaults = {1, NULL, NULL, NULL, NULL};
     if (cfg == NULL) cfg = &defaults;
     ERR_clear_error();
+    errno = 0;
     mmws__tls_ctx *ctx = calloc(1, sizeof *ctx);
     if (ctx == NULL) {
         mmws__detail(detail, detail_len, "out of memory");
@@ -277,9 +309,11 @@ mmws__tls_ctx *mmws__tls_ctx_new(const mmws__tls_config *cfg, char *detail,
     }
     return ctx;
 
-fail:
+fail:;
+    int saved = errno; /* ENOMEM tells the caller it was memory */
     mmws__tls_ctx_free(ctx);
     ERR_clear_error();
+    note_nomem(detail, detail_len, saved);
     return NULL;
 }
 
@@ -331,9 +365,11 @@ static ptrdiff_t tls_fail(tls_transport *tt, int ret, const char *op) {
         if (ERR_GET_LIB(e) == ERR_LIB_SSL &&
             ERR_GET_REASON(e) == SSL_R_CERTIFICATE_VERIFY_FAILED &&
             vr != X509_V_OK) {
+            int saved = errno;
             ERR_clear_error();
             mmws__detail(d, dl, "certificate verify failed: %s",
                        X509_verify_cert_error_string(vr));
+            note_nomem(d, dl, saved);
             return MMWS_ETLS;
         }
 #ifdef SSL_R_UNEXPECTED_EOF_WHILE_READING
@@ -344,13 +380,18 @@ static ptrdiff_t tls_fail(tls_transport *tt, int ret, const char *op) {
             return MMWS_ECLOSED;
         }
 #endif
+        int saved = errno;
         ossl_detail(d, dl, op);
+        note_nomem(d, dl, errno == ENOMEM ? ENOMEM : saved);
         return MMWS_ETLS;
     }
-    default:
+    default: {
         tt->fatal = 1;
+        int saved = errno;
         ossl_detail(d, dl, op);
+        note_nomem(d, dl, errno == ENOMEM ? ENOMEM : saved);
         return MMWS_ETLS;
+    }
     }
 }
 
@@ -359,6 +400,7 @@ static ptrdiff_t tls_fail(tls_transport *tt, int ret, const char *op) {
 static int tls_handshake(mmws__transport *t) {
     tls_transport *tt = (tls_transport *)(void *)t;
     ERR_clear_error();
+    errno = 0; /* ENOMEM after a failure names memory (note_nomem) */
     int ret = SSL_do_handshake(tt->ssl);
     if (ret == 1) return 0;
     ptrdiff_t rc = tls_fail(tt, ret, "handshake");
@@ -382,6 +424,7 @@ static ptrdiff_t tls_read(mmws__transport *t, void *buf, size_t len) {
     tls_transport *tt = (tls_transport *)(void *)t;
     size_t n;
     ERR_clear_error();
+    errno = 0;
     if (SSL_read_ex(tt->ssl, buf, len, &n)) return (ptrdiff_t)n;
     return tls_fail(tt, 0, "read");
 }
@@ -397,6 +440,7 @@ static ptrdiff_t tls_write(mmws__transport *t, const void *buf, size_t len) {
     tls_transport *tt = (tls_transport *)(void *)t;
     size_t n;
     ERR_clear_error();
+    errno = 0;
     if (SSL_write_ex(tt->ssl, buf, len, &n)) return (ptrdiff_t)n;
     ptrdiff_t rc = tls_fail(tt, 0, "write");
     if (rc == 0) {
@@ -448,14 +492,15 @@ static int is_ip_literal(const char *host) {
 mmws__transport *mmws__tls_new(mmws__tls_ctx *ctx, int fd, const char *host,
                                char *detail, size_t detail_len) {
     if (ctx == NULL || fd < 0) {
-        mmws__detail(detail, detail_len, "TLS: no context or no socket");
+        mmws__detail(detail, detail_len, "no context or no socket");
         return NULL;
     }
     if (ctx->verify && (host == NULL || host[0] == '\0')) {
-        mmws__detail(detail, detail_len, "TLS: no host name to verify");
+        mmws__detail(detail, detail_len, "no host name to verify");
         return NULL;
     }
     ERR_clear_error();
+    errno = 0;
     tls_transport *tt = calloc(1, sizeof *tt);
     if (tt == NULL) {
         mmws__detail(detail, detail_len, "out of memory");
@@ -503,7 +548,7 @@ mmws__transport *mmws__tls_new(mmws__tls_ctx *ctx, int fd, const char *host,
                 char reason[160];
                 drain_errors(reason, sizeof reason);
                 mmws__detail(detail, detail_len,
-                           "TLS: cannot verify against host \"%s\": %s", host,
+                           "cannot verify against host \"%s\": %s", host,
                            reason);
                 goto fail;
             }
@@ -511,9 +556,11 @@ mmws__transport *mmws__tls_new(mmws__tls_ctx *ctx, int fd, const char *host,
     }
     return &tt->base;
 
-fail:
+fail:;
+    int saved = errno;
     SSL_free(tt->ssl);
     free(tt);
     ERR_clear_error();
+    note_nomem(detail, detail_len, saved);
     return NULL;
 }

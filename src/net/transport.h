@@ -78,7 +78,8 @@ typedef struct mmws__tls_ctx mmws__tls_ctx;
 /*
  * Creates the shared TLS context (TLS 1.2 minimum, system trust store
  * unless ca_file/ca_dir, client certificate if given). NULL with detail
- * naming the file and OpenSSL's reason on failure.
+ * naming the file and OpenSSL's reason on failure; errno is then ENOMEM
+ * when an allocation failed (detail says "out of memory").
  */
 mmws__tls_ctx *mmws__tls_ctx_new(const mmws__tls_config *cfg, char *detail,
                                  size_t detail_len);

@@ -96,6 +96,7 @@ struct mmws_pool {
     mmws__timer t_evict;         /* every evict_interval_s */
     int depth;                   /* user callbacks on the stack */
     int free_pending;            /* mmws_pool_free called inside one */
+    int open_rc;                 /* why open_slot last returned NULL */
     mmws_pool_stats st;
 };
 
@@ -412,11 +413,13 @@ static pslot *open_slot(mmws_pool *p, pslot *victim) {
     if (p->nslots == p->slot_cap) {
         size_t cap = p->slot_cap ? p->slot_cap * 2 : 8;
         pslot **ns = realloc(p->slots, cap * sizeof *ns);
+        p->open_rc = MMWS_ENOMEM;
         if (!ns) return NULL;
         p->slots = ns;
         p->slot_cap = cap;
     }
     pslot *s = calloc(1, sizeof *s);
+    p->open_rc = MMWS_ENOMEM;
     if (!s) return NULL;
     s->pool = p;
     s->created_ns = now;
@@ -437,11 +440,19 @@ static pslot *open_slot(mmws_pool *p, pslot *victim) {
                                   p->addr[(first + k) % p->naddr]);
         cfg.resolve = resolve;
     }
-    if (mmws_conn_new(p->loop, &cfg, on_slot_message, s, &s->conn) != 0) {
+    p->open_rc = mmws_conn_new(p->loop, &cfg, on_slot_message, s, &s->conn);
+    if (p->open_rc != 0) {
         free(s);
         return NULL;
     }
     mmws_conn_set_on_state(s->conn, on_slot_state, s);
+    /* A connection that failed inside mmws_conn_new (e.g. no memory to
+     * watch its socket) is CLOSED before on_slot_state was set: without
+     * this, the slot would never be found dead nor replaced. */
+    if (mmws_conn_phase(s->conn) == MMWS_PHASE_CLOSED) {
+        s->dead = 1;
+        mmws__timer_start(&p->t_tick, 0);
+    }
     budget_take(p, now);
     p->st.attempts++;
     p->slots[p->nslots++] = s;
@@ -666,11 +677,20 @@ int mmws_pool_new(mmws_loop *loop, const mmws_conn_config *cfg,
     }
     if (!p->dns) {
         for (size_t i = 0; i < pcfg->num_connections; i++) {
+            mmws__set_last_error("");
             if (!open_slot(p, NULL)) {
+                /* mmws_conn_new's own sentence, or else the slot's
+                 * allocation failed. */
+                rc = p->open_rc ? p->open_rc : MMWS_ENOMEM;
+                if (mmws_last_error()[0])
+                    snprintf(err, sizeof err, "mmws_pool_new: connection "
+                             "%zu: %.200s", i + 1, mmws_last_error());
+                else
+                    snprintf(err, sizeof err, "mmws_pool_new: out of memory "
+                             "opening connection %zu", i + 1);
                 really_free(p);
-                mmws__set_last_error("mmws_pool_new: could not open the "
-                                     "connections");
-                return MMWS_ENOMEM;
+                mmws__set_last_error(err);
+                return rc;
             }
         }
     }

@@ -71,6 +71,7 @@ struct mmws__spsc {
     _Alignas(64) uint64_t phead;  /* its copy of head */
     uint64_t byte_head;           /* bytes used, as a count */
     uint64_t at_head;             /* byte_head's offset in the arena */
+    uint64_t free_below;          /* a past min(tail, reading): see push */
     _Atomic uint64_t inserted, dropped_oldest, dropped_newest;
 
     _Alignas(64) _Atomic uint64_t head;
@@ -81,7 +82,8 @@ struct mmws__spsc {
                                      sleeps or is about to */
 
     /* Consumer only. */
-    _Alignas(64) uint8_t *buf;
+    _Alignas(64) uint64_t head_seen; /* a past head: see pop */
+    uint8_t *buf;
     size_t buf_cap;
 };
 
@@ -155,17 +157,25 @@ int mmws__spsc_push(mmws__spsc *q, const mmws_msg *m) {
     }
     uint64_t h = q->phead, pos, at, hold_end = 0;
     unsigned spins = 0;
+    at = q->at_head;
+    pos = q->byte_head;
+    if (at + len > q->asize) { /* skip the arena's end */
+        pos += q->asize - at;
+        at = 0;
+    }
+    /* Fast path: what was free when we last looked is still free (the
+     * limit only rises, except for a stale claim whose CAS must fail and
+     * which therefore never reads), so the consumer's cache lines are
+     * read only when the ring looks full. */
+    uint64_t f = q->free_below;
+    uint64_t live = f < h ? q->slots[f & q->mask].mono : pos;
+    if (h - f <= q->mask && pos + len - live <= q->asize) goto store;
     for (;;) {
         uint64_t t = atomic_load(&q->tail);
         uint64_t r = atomic_load(&q->reading);
-        uint64_t f = r < t ? r : t; /* nothing below f is in use */
-        at = q->at_head;
-        pos = q->byte_head;
-        if (at + len > q->asize) { /* skip the arena's end */
-            pos += q->asize - at;
-            at = 0;
-        }
-        uint64_t live = f < h ? q->slots[f & q->mask].mono : pos;
+        f = r < t ? r : t; /* nothing below f is in use */
+        q->free_below = f;
+        live = f < h ? q->slots[f & q->mask].mono : pos;
         if (h - f <= q->mask && pos + len - live <= q->asize) break;
         if (q->policy == MMWS_RING_REJECT_NEWEST) {
             drop_newest(q);
@@ -193,6 +203,7 @@ int mmws__spsc_push(mmws__spsc *q, const mmws_msg *m) {
             atomic_fetch_add_explicit(&q->dropped_oldest, 1,
                                       memory_order_relaxed);
     }
+store:;
     slot *s = &q->slots[h & q->mask];
     s->mono = pos;
     s->at = at;
@@ -221,8 +232,12 @@ int mmws__spsc_push(mmws__spsc *q, const mmws_msg *m) {
 int mmws__spsc_pop(mmws__spsc *q, mmws_msg *out) {
     for (;;) {
         uint64_t t = atomic_load(&q->tail);
-        uint64_t h = atomic_load_explicit(&q->head, memory_order_acquire);
-        if (t >= h) return MMWS_EINCOMPLETE;
+        uint64_t h = q->head_seen;
+        if (t >= h) { /* look at the producer's line only when needed */
+            h = atomic_load_explicit(&q->head, memory_order_acquire);
+            q->head_seen = h;
+            if (t >= h) return MMWS_EINCOMPLETE;
+        }
         atomic_store(&q->reading, t);
         if (!atomic_compare_exchange_strong(&q->tail, &t, t + 1))
             continue; /* the producer dropped it: take the next */
