@@ -40,24 +40,8 @@ export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1:quara
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
 certs=$BUILD/soak/certs
-rm -rf "$certs"
-tests/certs.sh "$certs" >/dev/null
-out=$(mktemp)
-"$dir/mmws-sim" --tls "$certs/server.pem" "$certs/server.key" --rate 1000 \
-  --profiles 200:100,600:300,1200:400,2500:800,4000:1500 --seed 7 >"$out" &
-sim=$!
-trap 'kill "$sim" 2>/dev/null; wait "$sim" 2>/dev/null; rm -f "$out"' EXIT
-for _ in $(seq 100); do
-  grep -q '^CONTROL' "$out" && break
-  sleep 0.1
-done
-port=$(awk '/^LISTENING/{print $2}' "$out")
-ctl=$(awk '/^CONTROL/{print $2}' "$out")
-if [ -z "$port" ] || [ -z "$ctl" ]; then
-  echo "soak: the simulator did not start" >&2
-  exit 1
-fi
-echo "soak: simulator on wss://localhost:$port (pid $sim), control port $ctl"
+. scripts/sim.sh
+start_sim soak "$dir" "$certs"
 set +e
 # shellcheck disable=SC2086
 "$dir/mmws-soak" --url "wss://localhost:$port/ws/btcusdt@bookTicker" \

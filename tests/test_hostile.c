@@ -12,6 +12,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
 
 #include "test.h"
@@ -124,6 +125,20 @@ static int srv_expect_close(int fd) {
     return -1;
 }
 
+/* Answers the upgrade request req with a correct 101; 0 or -1. */
+static int srv_answer_upgrade(int fd, const char *req) {
+    const char *k = strstr(req, "Sec-WebSocket-Key: ");
+    if (!k) return -1;
+    char accept_val[MMWS_HS_ACCEPT_LEN + 1];
+    if (mmws_handshake_accept(k + 19, MMWS_HS_KEY_LEN, accept_val)) return -1;
+    char resp[256];
+    int n = snprintf(resp, sizeof resp,
+                     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+                     accept_val);
+    return srv_write(fd, resp, (size_t)n);
+}
+
 /* Accepts, answers the upgrade, runs the script. */
 static void *srv_main(void *arg) {
     hostile *h = arg;
@@ -156,16 +171,7 @@ static void *srv_main(void *arg) {
         }
         goto out_fd;
     }
-    const char *k = strstr(req, "Sec-WebSocket-Key: ");
-    if (!k) goto out_fd;
-    char accept_val[MMWS_HS_ACCEPT_LEN + 1];
-    if (mmws_handshake_accept(k + 19, MMWS_HS_KEY_LEN, accept_val)) goto out_fd;
-    char resp[256];
-    int n = snprintf(resp, sizeof resp,
-                     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                     "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
-                     accept_val);
-    if (srv_write(fd, resp, (size_t)n)) goto out_fd;
+    if (srv_answer_upgrade(fd, req)) goto out_fd;
     h->script(h, fd);
 out_fd:
     close(fd);
@@ -590,6 +596,152 @@ static void sixteen_mib(void) {
     free(f);
 }
 
+/* ------------------------------------------ pool: joining connections -- */
+
+/*
+ * Found by the soak: a joining connection B holds u=10..12 (it is ahead of
+ * the stream); another joining connection C holds u=5..12 and joins when
+ * the stream reaches 5, delivering 6..12 from its hold. The delivered
+ * stream has then passed B's hold, and B must join; before the fix only a
+ * message delivered straight from a connection was matched against the
+ * holds, so B held forever (and kept its eviction victim open).
+ */
+typedef struct trio {
+    int lfd, port, fds[3];
+    pthread_t th;
+    _Atomic int step, done_step;
+} trio;
+
+static void trio_send(int fd, unsigned from, unsigned to) {
+    for (unsigned u = from; u <= to; u++) {
+        char t[16];
+        uint8_t f[32];
+        int n = snprintf(t, sizeof t, "u=%u", u);
+        srv_write(fd, f, srv_frame(f, 0x81, t, (size_t)n));
+    }
+}
+
+static void *trio_main(void *arg) {
+    trio *t = arg;
+    for (int i = 0; i < 3; i++) {
+        t->fds[i] = accept(t->lfd, NULL, NULL);
+        char req[4096];
+        size_t got = 0;
+        while (t->fds[i] >= 0 && got < sizeof req - 1) {
+            if (srv_read(t->fds[i], req + got, 1, 5000)) break;
+            req[++got] = '\0';
+            if (got >= 4 && memcmp(req + got - 4, "\r\n\r\n", 4) == 0) {
+                srv_answer_upgrade(t->fds[i], req);
+                break;
+            }
+        }
+    }
+    atomic_store(&t->done_step, 0);
+    for (;;) {
+        int st = atomic_load(&t->step);
+        if (st == atomic_load(&t->done_step)) {
+            usleep(1000);
+            continue;
+        }
+        switch (st) {
+        case 1: trio_send(t->fds[0], 1, 3); break;   /* A: joins */
+        case 2: trio_send(t->fds[1], 10, 12); break; /* B: ahead, holds */
+        case 3: trio_send(t->fds[2], 5, 12); break;  /* C: ahead, holds */
+        case 4: trio_send(t->fds[0], 4, 5); break;   /* the stream meets C */
+        case 5: trio_send(t->fds[1], 13, 13); break; /* B goes on */
+        default: break;
+        }
+        atomic_store(&t->done_step, st);
+        if (st >= 9) break;
+    }
+    for (int i = 0; i < 3; i++)
+        if (t->fds[i] >= 0) close(t->fds[i]);
+    return NULL;
+}
+
+static uint64_t trio_key(void *user, const uint8_t *d, size_t n) {
+    (void)user;
+    uint64_t u = 0;
+    for (size_t i = 2; i < n; i++) u = u * 10 + (uint64_t)(d[i] - '0');
+    return u;
+}
+
+typedef struct trio_seen {
+    unsigned u[64];
+    size_t n;
+} trio_seen;
+
+static void trio_msg(void *user, const mmws_msg *m) {
+    trio_seen *s = user;
+    if (s->n < 64) s->u[s->n++] = (unsigned)trio_key(NULL, m->data, m->len);
+}
+
+static void pool_hold_chain(void) {
+    trio t;
+    memset(&t, 0, sizeof t);
+    atomic_init(&t.step, 0);
+    atomic_init(&t.done_step, -1);
+    t.lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t al = sizeof a;
+    if (bind(t.lfd, (struct sockaddr *)&a, sizeof a) || listen(t.lfd, 8) ||
+        getsockname(t.lfd, (struct sockaddr *)&a, &al)) {
+        CHECK_FAIL("listen");
+        return;
+    }
+    pthread_create(&t.th, NULL, trio_main, &t);
+    char url[64];
+    snprintf(url, sizeof url, "ws://127.0.0.1:%d/", ntohs(a.sin_port));
+    mmws_conn_config cfg;
+    mmws_conn_config_default(&cfg, url);
+    cfg.allow_plaintext = 1;
+    cfg.latency_ping_interval_ms = 0;
+    mmws_pool_config pc;
+    mmws_pool_config_default(&pc);
+    pc.num_connections = 3;
+    pc.evict_interval_s = 3600;
+    pc.key_fn = trio_key;
+    mmws_loop *loop = mmws_loop_new(NULL);
+    mmws_pool *p = NULL;
+    trio_seen got = {{0}, 0};
+    CHECK_RC(mmws_pool_new(loop, &cfg, &pc, trio_msg, &got, &p), 0);
+    mmws_pool_stats st;
+    /* Each step: the server sends, the loop runs until what it must lead
+     * to is seen (bounded). */
+    struct {
+        int step;
+        size_t delivered, held;
+    } plan[] = {{1, 3, 0}, {2, 3, 3}, {3, 3, 11}, {4, 12, 0}, {5, 13, 0}};
+    uint64_t end = mmws_now_ns() + 15000000000ull;
+    while (mmws_now_ns() < end && (atomic_load(&t.done_step) != 0 ||
+                                   mmws_pool_connected_count(p) < 3))
+        mmws_loop_run_once(loop, 10);
+    CHECK_EQ(mmws_pool_connected_count(p), 3);
+    for (size_t i = 0; i < sizeof plan / sizeof plan[0]; i++) {
+        atomic_store(&t.step, plan[i].step);
+        end = mmws_now_ns() + 5000000000ull;
+        do {
+            mmws_loop_run_once(loop, 10);
+            mmws_pool_stats_get(p, &st);
+        } while (mmws_now_ns() < end &&
+                 (atomic_load(&t.done_step) != plan[i].step ||
+                  got.n != plan[i].delivered || st.held != plan[i].held));
+        CHECK_EQ(got.n, plan[i].delivered);
+        CHECK_EQ(st.held, plan[i].held);
+    }
+    int in_order = 1;
+    for (size_t i = 0; i < got.n; i++)
+        if (got.u[i] != i + 1) in_order = 0;
+    CHECK(in_order);
+    atomic_store(&t.step, 9);
+    pthread_join(t.th, NULL);
+    mmws_pool_free(p);
+    mmws_loop_free(loop);
+    close(t.lfd);
+}
+
 int main(void) {
     RUN(reserved_bits_and_opcodes);
     RUN(control_frames);
@@ -600,5 +752,6 @@ int main(void) {
     RUN(pong_priority);
     RUN(handshake_faults);
     RUN(sixteen_mib);
+    RUN(pool_hold_chain);
     return TEST_END("test_hostile");
 }

@@ -246,6 +246,8 @@ static void hold_clear(pslot *s) {
  * before-break: a victim s replaces is closed now that s carries the
  * stream.
  */
+static int meet_holds(mmws_pool *p, uint64_t key);
+
 static int join(mmws_pool *p, pslot *s) {
     s->joined = 1;
     if (s->replaces && s->replaces->conn) {
@@ -264,6 +266,10 @@ static int join(mmws_pool *p, pslot *s) {
         tab_insert(p, h->key, h->msg.recv_ns);
         s->firsts++;
         rc = deliver(p, &h->msg);
+        /* A hold delivered here can be where another joining connection's
+         * hold starts (found by the soak: without this, that connection
+         * held forever and kept its eviction victim open). */
+        if (rc == 0) rc = meet_holds(p, h->key);
     }
     if (rc == 0) hold_clear(s);
     return rc;
@@ -331,6 +337,9 @@ static void on_slot_message(void *user, const mmws_msg *m) {
          * out of band (every connection gets the same subscribe ack), so
          * it takes two in a row with nothing held. */
         if (!s->joined && s->nhold == 0 && ++s->dup_run >= 2) join(p, s);
+        /* Or the delivered stream has passed the start of its hold. */
+        else if (!s->joined && s->nhold && tab_find(p, s->hold[0].key))
+            join(p, s);
         return;
     }
     s->dup_run = 0;
@@ -346,7 +355,12 @@ static void on_slot_message(void *user, const mmws_msg *m) {
     s->firsts++;
     lag_sample(s, 0.0);
     if (deliver(p, m) < 0) return;
-    /* Joining connections whose hold starts here have met the stream. */
+    meet_holds(p, key);
+}
+
+/* key was just delivered: joining connections whose hold starts there have
+ * met the stream and join. Returns -1 if the pool was freed. */
+static int meet_holds(mmws_pool *p, uint64_t key) {
     for (size_t i = 0; p->st.held && i < p->nslots; i++) {
         pslot *w = p->slots[i];
         if (w->joined || w->dead || w->nhold == 0) continue;
@@ -357,8 +371,9 @@ static void on_slot_message(void *user, const mmws_msg *m) {
         w->dups++;
         p->st.duplicates++;
         p->st.held--;
-        if (join(p, w) < 0) return;
+        if (join(p, w) < 0) return -1;
     }
+    return 0;
 }
 
 /* ------------------------------------------------------- lifecycle -- */
