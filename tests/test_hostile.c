@@ -649,10 +649,23 @@ static void *trio_main(void *arg) {
         case 3: trio_send(t->fds[2], 5, 12); break;  /* C: ahead, holds */
         case 4: trio_send(t->fds[0], 4, 5); break;   /* the stream meets C */
         case 5: trio_send(t->fds[1], 13, 13); break; /* B goes on */
+        /* pool_takeover_order */
+        case 11: trio_send(t->fds[0], 1, 3); break;  /* A: joins */
+        case 12: trio_send(t->fds[1], 6, 7); break;  /* B: ahead, holds */
+        case 13: trio_send(t->fds[2], 4, 7); break;  /* C: holds from 4 */
+        case 14:                                      /* A is cut */
+            shutdown(t->fds[0], SHUT_RDWR);
+            close(t->fds[0]);
+            t->fds[0] = -1;
+            break;
+        case 15:                                      /* both go on */
+            trio_send(t->fds[1], 8, 8);
+            trio_send(t->fds[2], 8, 8);
+            break;
         default: break;
         }
         atomic_store(&t->done_step, st);
-        if (st >= 9) break;
+        if (st == 99) break;
     }
     for (int i = 0; i < 3; i++)
         if (t->fds[i] >= 0) close(t->fds[i]);
@@ -676,7 +689,15 @@ static void trio_msg(void *user, const mmws_msg *m) {
     if (s->n < 64) s->u[s->n++] = (unsigned)trio_key(NULL, m->data, m->len);
 }
 
-static void pool_hold_chain(void) {
+typedef struct trio_step {
+    int step;
+    size_t delivered, held;
+} trio_step;
+
+/* Runs the trio server through plan against a pool of 3; after each step
+ * the delivered count and the held count must be the plan's, and the
+ * messages delivered are 1, 2, 3, ... in order. */
+static void trio_run(const trio_step *plan, size_t nplan) {
     trio t;
     memset(&t, 0, sizeof t);
     atomic_init(&t.step, 0);
@@ -710,16 +731,12 @@ static void pool_hold_chain(void) {
     mmws_pool_stats st;
     /* Each step: the server sends, the loop runs until what it must lead
      * to is seen (bounded). */
-    struct {
-        int step;
-        size_t delivered, held;
-    } plan[] = {{1, 3, 0}, {2, 3, 3}, {3, 3, 11}, {4, 12, 0}, {5, 13, 0}};
     uint64_t end = mmws_now_ns() + 15000000000ull;
     while (mmws_now_ns() < end && (atomic_load(&t.done_step) != 0 ||
                                    mmws_pool_connected_count(p) < 3))
         mmws_loop_run_once(loop, 10);
     CHECK_EQ(mmws_pool_connected_count(p), 3);
-    for (size_t i = 0; i < sizeof plan / sizeof plan[0]; i++) {
+    for (size_t i = 0; i < nplan; i++) {
         atomic_store(&t.step, plan[i].step);
         end = mmws_now_ns() + 5000000000ull;
         do {
@@ -735,11 +752,31 @@ static void pool_hold_chain(void) {
     for (size_t i = 0; i < got.n; i++)
         if (got.u[i] != i + 1) in_order = 0;
     CHECK(in_order);
-    atomic_store(&t.step, 9);
+    atomic_store(&t.step, 99);
     pthread_join(t.th, NULL);
     mmws_pool_free(p);
     mmws_loop_free(loop);
     close(t.lfd);
+}
+
+static void pool_hold_chain(void) {
+    static const trio_step plan[] = {
+        {1, 3, 0}, {2, 3, 3}, {3, 3, 11}, {4, 12, 0}, {5, 13, 0}};
+    trio_run(plan, sizeof plan / sizeof plan[0]);
+}
+
+/*
+ * Found by the soak: the connection carrying the stream (A) is cut while
+ * two joining connections hold: B holds 6..7, C holds 4..7. The stream
+ * must go on from C (its hold reaches furthest back) and B meet it at 6.
+ * Before the fix the first joiner in creation order (or the first to
+ * speak) took over: B delivered 6, 7 after 3, and C's 4, 5 came after
+ * them, out of order, or stayed held.
+ */
+static void pool_takeover_order(void) {
+    static const trio_step plan[] = {
+        {11, 3, 0}, {12, 3, 2}, {13, 3, 6}, {14, 7, 0}, {15, 8, 0}};
+    trio_run(plan, sizeof plan / sizeof plan[0]);
 }
 
 int main(void) {
@@ -753,5 +790,6 @@ int main(void) {
     RUN(handshake_faults);
     RUN(sixteen_mib);
     RUN(pool_hold_chain);
+    RUN(pool_takeover_order);
     return TEST_END("test_hostile");
 }

@@ -837,6 +837,45 @@ static void test_small_batches(void) {
 }
 
 /* Runs every case; the alarm turns a hang into a failure. */
+/* Counts its runs (data: an int). */
+static void count_cb(mmws__timer *t) { (*(int *)t->data)++; }
+
+/* Registration reserves a timer's room: far past the 16 reserved at loop
+ * creation, every registered timer starts (and fires); a finished timer
+ * is unregistered (starts refused, stops and a second fini harmless), and
+ * its room is reused. */
+static void test_timer_registration(void) {
+    enum { N = 200 };
+    mmws_loop *loop = mmws_loop_new(NULL);
+    static mmws__timer ts[N];
+    int runs = 0;
+    mmws__timer orphan;
+    CHECK_RC(mmws__timer_init(NULL, &orphan, count_cb, &runs), MMWS_EINVAL);
+    CHECK_RC(mmws__timer_start(&orphan, 0), MMWS_EINVAL);
+    for (int i = 0; i < N; i++)
+        CHECK_RC(mmws__timer_init(loop, &ts[i], count_cb, &runs), 0);
+    for (int i = 0; i < N; i++)
+        CHECK_RC(mmws__timer_start(&ts[i], (uint64_t)(unsigned)(i % 7) * MS), 0);
+    while (runs < N && mmws_loop_run_once(loop, 100) >= 0) {}
+    CHECK_EQ(runs, N);
+    for (int i = 0; i < N; i += 2) {
+        CHECK_RC(mmws__timer_start(&ts[i], 50 * MS), 0);
+        mmws__timer_fini(&ts[i]);       /* stops it too */
+        CHECK(!mmws__timer_active(&ts[i]));
+        CHECK_RC(mmws__timer_start(&ts[i], 0), MMWS_EINVAL);
+        mmws__timer_stop(&ts[i]);
+        mmws__timer_fini(&ts[i]);
+    }
+    for (int i = 0; i < N; i += 2) /* room given back is taken again */
+        CHECK_RC(mmws__timer_init(loop, &ts[i], count_cb, &runs), 0);
+    runs = 0;
+    for (int i = 0; i < N; i++) CHECK_RC(mmws__timer_start(&ts[i], 0), 0);
+    while (runs < N && mmws_loop_run_once(loop, 100) >= 0) {}
+    CHECK_EQ(runs, N);
+    for (int i = 0; i < N; i++) mmws__timer_fini(&ts[i]);
+    mmws_loop_free(loop);
+}
+
 int main(void) {
     alarm(120);
     RUN(test_config);
@@ -845,6 +884,7 @@ int main(void) {
     RUN(test_timer_zero_restart);
     RUN(test_timer_free_in_callback);
     RUN(test_timer_heap_random);
+    RUN(test_timer_registration);
     RUN(test_io_pipe);
     RUN(test_io_socketpair);
     RUN(test_io_stale_fresh_watcher);

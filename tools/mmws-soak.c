@@ -652,7 +652,8 @@ int main(int argc, char **argv) {
     if (!measured)
         BROKEN("the run ended before the warm-up did, so nothing was measured");
     if (s.gaps)
-        BROKEN("%llu update ids were never delivered (gaps must be 0)",
+        BROKEN("%llu update ids were skipped: not delivered in their turn "
+               "(late or never; gaps must be 0)",
                (unsigned long long)s.gaps);
     if (s.out_of_order)
         BROKEN("%llu messages were delivered out of order or twice (must be "

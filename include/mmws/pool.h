@@ -87,7 +87,9 @@ typedef struct mmws_pool_config {
     uint32_t replace_cap_ms;
     /* A (re)connected connection ahead of the others holds what it
      * brings until the delivered stream meets it (so delivery stays in
-     * order); past this many messages it joins anyway. Default 4096. */
+     * order); past this many messages the stream is taken from the
+     * holding connection that reaches furthest back, then this one's as
+     * it is. Default 4096, at most 1048576. */
     size_t join_hold_max;
     mmws_ring_config ring;         /* the ring used in iteration mode */
 } mmws_pool_config;

@@ -1170,12 +1170,16 @@ int mmws_conn_new(mmws_loop *loop, const mmws_conn_config *cfg,
             return rc;
         }
     }
-    mmws__timer_init(loop, &c->t_phase, on_phase_timer, c);
-    mmws__timer_init(loop, &c->t_ping, on_ping_timer, c);
-    mmws__timer_init(loop, &c->t_pong, on_pong_timer, c);
-    mmws__timer_init(loop, &c->t_idle, on_idle_timer, c);
-    mmws__timer_init(loop, &c->t_app, on_app_timer, c);
-    mmws__timer_init(loop, &c->t_backoff, on_backoff_timer, c);
+    if (mmws__timer_init(loop, &c->t_phase, on_phase_timer, c) ||
+        mmws__timer_init(loop, &c->t_ping, on_ping_timer, c) ||
+        mmws__timer_init(loop, &c->t_pong, on_pong_timer, c) ||
+        mmws__timer_init(loop, &c->t_idle, on_idle_timer, c) ||
+        mmws__timer_init(loop, &c->t_app, on_app_timer, c) ||
+        mmws__timer_init(loop, &c->t_backoff, on_backoff_timer, c)) {
+        mmws__set_last_error("mmws_conn_new: out of memory (timers)");
+        really_free(c);
+        return MMWS_ENOMEM;
+    }
     c->io.fd = -1;
     *out = c;
     c->depth++;
@@ -1186,7 +1190,12 @@ int mmws_conn_new(mmws_loop *loop, const mmws_conn_config *cfg,
 
 static void really_free(mmws_conn *c) {
     teardown(c);
-    mmws__timer_stop(&c->t_backoff);
+    mmws__timer_fini(&c->t_phase);
+    mmws__timer_fini(&c->t_ping);
+    mmws__timer_fini(&c->t_pong);
+    mmws__timer_fini(&c->t_idle);
+    mmws__timer_fini(&c->t_app);
+    mmws__timer_fini(&c->t_backoff);
     if (c->tls_ctx) mmws__tls_ctx_free(c->tls_ctx);
     mmws__conn_cfg_free(&c->cfg);
     free(c->rbuf);

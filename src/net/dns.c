@@ -93,7 +93,7 @@ static void stop_socks(mmws__dns_query *q) {
 /* Destroys the channel (ignoring the callbacks that triggers) and stops
  * the timer and the watchers. */
 static void teardown(mmws__dns_query *q) {
-    mmws__timer_stop(&q->timer);
+    mmws__timer_fini(&q->timer);
     if (q->channel) {
         q->closing = 1;
         ares_destroy(q->channel);
@@ -217,8 +217,9 @@ static void on_sock_state(void *data, ares_socket_t s, int readable,
         sock_failed(q, errno);
 }
 
-/* Arms the timer for the nearer of c-ares' next timeout and the bound. */
-static int rearm(mmws__dns_query *q) {
+/* Arms the timer for the nearer of c-ares' next timeout and the bound
+ * (a registered timer's start cannot fail). */
+static void rearm(mmws__dns_query *q) {
     uint64_t now = mmws_loop_now_ns(q->loop);
     uint64_t delay = q->deadline_ns > now ? q->deadline_ns - now : 0;
     struct timeval tvbuf;
@@ -228,18 +229,13 @@ static int rearm(mmws__dns_query *q) {
                      (uint64_t)tv->tv_usec * 1000u;
         if (d < delay) delay = d;
     }
-    return mmws__timer_start(&q->timer, delay);
+    mmws__timer_start(&q->timer, delay);
 }
 
 /* After c-ares ran: delivers the result if there is one, else re-arms the
  * timer. Called from loop callbacks only, so the user's callback may run. */
 static void after_ares(mmws__dns_query *q) {
-    if (!q->done && rearm(q) != 0) {
-        snprintf(q->detail, sizeof q->detail,
-                 "DNS query for \"%s\" failed: no memory for its timer",
-                 q->host);
-        set_result(q, MMWS_ENOMEM);
-    }
+    if (!q->done) rearm(q);
     if (q->done) finish(q);
 }
 
@@ -385,7 +381,11 @@ int mmws__dns_resolve(mmws_loop *loop, const char *host, uint16_t port,
                                            : DEFAULT_TIMEOUT_MS;
     q->deadline_ns =
         mmws_loop_now_ns(loop) + (uint64_t)q->timeout_ms * 1000000u;
-    mmws__timer_init(loop, &q->timer, on_timer, q);
+    if (mmws__timer_init(loop, &q->timer, on_timer, q) != 0) {
+        free(q);
+        put_detail(detail_out, detail_len, "dns: out of memory for a timer");
+        return MMWS_ENOMEM;
+    }
     for (size_t i = 0; i < MAX_SOCKS; i++) q->socks[i].fd = -1;
 
     if (!parse_literal(q)) {
@@ -396,13 +396,10 @@ int mmws__dns_resolve(mmws_loop *loop, const char *host, uint16_t port,
             return rc;
         }
     }
-    int rc = q->done ? mmws__timer_start(&q->timer, 0) : rearm(q);
-    if (rc != 0) {
-        teardown(q);
-        free(q);
-        put_detail(detail_out, detail_len, "dns: out of memory for a timer");
-        return MMWS_ENOMEM;
-    }
+    if (q->done)
+        mmws__timer_start(&q->timer, 0);
+    else
+        rearm(q);
     *out = q;
     return 0;
 }

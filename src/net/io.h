@@ -56,16 +56,26 @@ struct mmws__timer {
     size_t heap_index;    /* position in the loop's heap, SIZE_MAX if idle */
     mmws__timer_cb cb;    /* called once when due, on the loop thread */
     void *data;           /* the owner's pointer */
-    mmws_loop *loop;      /* set by mmws__timer_init */
+    mmws_loop *loop;      /* set by mmws__timer_init, NULL when not
+                             registered */
 };
 
-/* Prepares an idle timer on loop. */
-void mmws__timer_init(mmws_loop *loop, mmws__timer *t, mmws__timer_cb cb,
-                      void *data);
+/*
+ * Registers an idle timer on loop and reserves its room in the loop's
+ * heap, so that starting it never allocates. Returns 0, or MMWS_ENOMEM
+ * (t is then unregistered: starts return MMWS_EINVAL, stops do nothing).
+ * Every registered timer is given back with mmws__timer_fini before its
+ * memory goes.
+ */
+int mmws__timer_init(mmws_loop *loop, mmws__timer *t, mmws__timer_cb cb,
+                     void *data);
+
+/* Stops t and unregisters it; safe on an unregistered timer. */
+void mmws__timer_fini(mmws__timer *t);
 
 /*
- * (Re)starts t to fire delay_ns after the loop's cached now. Returns 0 or
- * MMWS_ENOMEM (only when the heap has to grow past every earlier size).
+ * (Re)starts t to fire delay_ns after the loop's cached now. Returns 0, or
+ * MMWS_EINVAL if t is not registered; never fails for memory.
  */
 int mmws__timer_start(mmws__timer *t, uint64_t delay_ns);
 

@@ -67,6 +67,9 @@ struct mmws_loop {
                                     where one was stopped or restarted */
     size_t runq_len;             /* slots of runq in use this iteration */
     size_t timer_cap;            /* capacity of both heap and runq */
+    size_t timers;               /* timers registered (init, not fini):
+                                    timer_cap >= timers always, so a start
+                                    never allocates */
 
     mmws__io **fds;              /* active watchers indexed by fd */
     size_t fds_cap;              /* length of fds */
@@ -109,9 +112,8 @@ mmws_loop *mmws_loop_new(const mmws_loop_config *cfg) {
     atomic_init(&loop->stop, 0);
     loop->events = calloc(cfg->max_events, sizeof *loop->events);
     if (!loop->events) goto fail;
-    /* Room for MIN_TIMERS timers now, so a loop with few objects never
-     * fails to start a timer later (a connect or backoff timer that
-     * silently did not start would be a hang). */
+    /* Room for MIN_TIMERS timers now; more are reserved as timers are
+     * registered (mmws__timer_init). */
     if (timers_grow(loop) != 0) {
         errno = ENOMEM;
         goto fail;
@@ -262,14 +264,30 @@ static int timers_grow(mmws_loop *loop) {
     return 0;
 }
 
-/* Records the loop and callback; the timer starts idle. */
-void mmws__timer_init(mmws_loop *loop, mmws__timer *t, mmws__timer_cb cb,
-                      void *data) {
+/* Records the loop and callback and reserves t's room in the heap and
+ * the run queue, so that no later start can fail for memory (a connect or
+ * backoff timer that silently did not start would be a hang). */
+int mmws__timer_init(mmws_loop *loop, mmws__timer *t, mmws__timer_cb cb,
+                     void *data) {
     t->due_ns = 0;
     t->heap_index = IDLE;
     t->cb = cb;
     t->data = data;
+    t->loop = NULL;
+    if (!loop) return MMWS_EINVAL;
+    if (loop->timers == loop->timer_cap && timers_grow(loop) != 0)
+        return MMWS_ENOMEM;
+    loop->timers++;
     t->loop = loop;
+    return 0;
+}
+
+/* Stops t and gives its room back; t is unregistered (safe to repeat). */
+void mmws__timer_fini(mmws__timer *t) {
+    if (!t->loop) return;
+    mmws__timer_stop(t);
+    t->loop->timers--;
+    t->loop = NULL;
 }
 
 /* Moves an active timer to its new due time in place, or inserts an idle
@@ -285,10 +303,8 @@ int mmws__timer_start(mmws__timer *t, uint64_t delay_ns) {
         heap_down(loop, t->heap_index);
         return 0;
     }
-    if (loop->heap_len == loop->timer_cap) {
-        int rc = timers_grow(loop);
-        if (rc != 0) return rc;
-    }
+    /* heap_len < timers <= timer_cap: t is registered and not in the
+     * heap, so there is room (reserved by mmws__timer_init). */
     if ((t->heap_index & RUNQ_BIT) && t->heap_index != IDLE)
         loop->runq[t->heap_index & ~RUNQ_BIT] = NULL;
     t->due_ns = due;

@@ -286,10 +286,57 @@ static int others_joined(const mmws_pool *p, const pslot *s) {
     return 0;
 }
 
-/* Keeps a copy of m on a joining connection; joins it when full. */
+/*
+ * Of the joining connections with a hold, the one whose hold reaches
+ * furthest back: its first message is not among the later messages of
+ * any other joiner's hold (ties: the first message received first). NULL
+ * if no connection holds anything. Run only when the stream changes
+ * hands, so the scan (joiners squared times join_hold_max) stays off the
+ * per-message path.
+ */
+static pslot *earliest_joiner(mmws_pool *p) {
+    pslot *best = NULL;
+    for (size_t i = 0; i < p->nslots; i++) {
+        pslot *s = p->slots[i];
+        if (s->joined || s->dead || s->nhold == 0) continue;
+        int later = 0;
+        for (size_t j = 0; j < p->nslots && !later; j++) {
+            const pslot *w = p->slots[j];
+            if (w == s || w->joined || w->dead) continue;
+            for (size_t k = 1; k < w->nhold && !later; k++)
+                later = w->hold[k].key == s->hold[0].key;
+        }
+        if (!later && (!best || s->hold[0].msg.recv_ns <
+                                    best->hold[0].msg.recv_ns))
+            best = s;
+    }
+    return best;
+}
+
+/*
+ * Nobody carries the stream (or a hold is full): the joiner whose hold
+ * reaches furthest back joins; the others meet it when their first held
+ * message is delivered (meet_holds). Joining whichever connection spoke
+ * first instead delivered a later hold before an earlier one, and the
+ * earlier messages came after it, out of order (found by the soak).
+ * Returns -1 if the pool was freed.
+ */
+static int takeover(mmws_pool *p) {
+    pslot *w = earliest_joiner(p);
+    return w ? join(p, w) : 0;
+}
+
+/* Keeps a copy of m on a joining connection. Returns 1 if m was held, 0
+ * if s joined instead (its hold was full, or no memory for the copy) and
+ * m is still to be handled as a joined connection's, -1 if the pool was
+ * freed. */
 static int hold(mmws_pool *p, pslot *s, const mmws_msg *m, uint64_t key) {
-    /* Past the bound the others are far behind: take its stream as it is. */
-    if (s->nhold >= p->pcfg.join_hold_max) return join(p, s);
+    /* Past the bound the others are far behind: take the stream from the
+     * joiner that reaches furthest back, then s's as it is. */
+    if (s->nhold >= p->pcfg.join_hold_max) {
+        if (takeover(p) < 0) return -1;
+        return s->joined ? 0 : join(p, s);
+    }
     if (s->nhold == s->hold_cap) {
         size_t cap = s->hold_cap ? s->hold_cap * 2 : 64;
         held *nh = realloc(s->hold, cap * sizeof *nh);
@@ -306,7 +353,7 @@ static int hold(mmws_pool *p, pslot *s, const mmws_msg *m, uint64_t key) {
     h->copy = copy;
     h->key = key;
     p->st.held++;
-    return 0;
+    return 1;
 }
 
 /*
@@ -318,7 +365,9 @@ static int hold(mmws_pool *p, pslot *s, const mmws_msg *m, uint64_t key) {
  * stream reaches them (a joined connection delivers the key at the head
  * of its hold, or the connection itself brings an already-delivered
  * message); then it joins and its hold is delivered in its order. Without
- * a joined connection, a connection joins at once.
+ * a joined connection the joiner whose hold reaches furthest back takes
+ * the stream over (takeover); with nothing held anywhere, the first
+ * connection to speak joins at once.
  */
 static void on_slot_message(void *user, const mmws_msg *m) {
     pslot *s = user;
@@ -344,12 +393,19 @@ static void on_slot_message(void *user, const mmws_msg *m) {
     }
     s->dup_run = 0;
     if (!s->joined) {
-        if (others_joined(p, s)) {
-            hold(p, s, m, key);
-            return;
+        if (!others_joined(p, s) && s->nhold == 0 &&
+            !earliest_joiner(p)) {
+            /* The first connection to speak, nothing held anywhere. */
+            if (join(p, s) < 0) return;
+        } else {
+            int rc = hold(p, s, m, key);
+            if (rc < 0) return;
+            if (rc > 0) {
+                if (!others_joined(p, s)) takeover(p);
+                return;
+            }
+            if (tab_find(p, key)) return; /* delivered from a hold */
         }
-        if (join(p, s) < 0) return;
-        if (tab_find(p, key)) return; /* delivered from the hold */
     }
     tab_insert(p, key, m->recv_ns);
     s->firsts++;
@@ -523,20 +579,13 @@ static void on_tick(mmws__timer *t) {
         free(s);
     }
     p->nslots = j;
-    /* Nobody carries the stream: the joining connections take it over, in
-     * creation order (their holds are the next messages there are). */
+    /* Nobody carries the stream: the joining connections take it over. */
     int any_joined = 0;
     for (size_t i = 0; i < p->nslots; i++)
         if (p->slots[i]->joined &&
             mmws_conn_state(p->slots[i]->conn) == MMWS_CONNECTED)
             any_joined = 1;
-    for (size_t i = 0; i < p->nslots && !any_joined; i++) {
-        pslot *s = p->slots[i];
-        if (!s->joined && s->nhold) {
-            if (join(p, s) < 0) return;
-            any_joined = 1;
-        }
-    }
+    if (!any_joined && takeover(p) < 0) return;
 
     /* Rotation: one old connection at a time, make-before-break. */
     if (p->pcfg.max_connection_age_s) {
@@ -675,8 +724,12 @@ int mmws_pool_new(mmws_loop *loop, const mmws_conn_config *cfg,
                              "config");
         return MMWS_ENOMEM;
     }
-    mmws__timer_init(loop, &p->t_tick, on_tick, p);
-    mmws__timer_init(loop, &p->t_evict, on_evict, p);
+    if (mmws__timer_init(loop, &p->t_tick, on_tick, p) ||
+        mmws__timer_init(loop, &p->t_evict, on_evict, p)) {
+        really_free(p);
+        mmws__set_last_error("mmws_pool_new: out of memory (timers)");
+        return MMWS_ENOMEM;
+    }
     struct in6_addr lit;
     if (cfg->resolve) {
         snprintf(p->resolve, sizeof p->resolve, "%s", cfg->resolve);
@@ -717,8 +770,8 @@ int mmws_pool_new(mmws_loop *loop, const mmws_conn_config *cfg,
 
 static void really_free(mmws_pool *p) {
     if (p->dns) mmws__dns_cancel(p->dns);
-    mmws__timer_stop(&p->t_tick);
-    mmws__timer_stop(&p->t_evict);
+    mmws__timer_fini(&p->t_tick);
+    mmws__timer_fini(&p->t_evict);
     for (size_t i = 0; i < p->nslots; i++) {
         mmws_conn_free(p->slots[i]->conn);
         hold_clear(p->slots[i]);

@@ -173,7 +173,7 @@ static void *io_main(void *arg) {
 }
 
 static void thread_free(mmws__thread *t) {
-    mmws__timer_stop(&t->t_snap);
+    mmws__timer_fini(&t->t_snap);
     mmws__io_stop(&t->io);
     if (t->efd >= 0) close(t->efd);
     mmws__spsc_free(t->in);
@@ -219,7 +219,6 @@ int mmws__thread_start(mmws_loop *loop, const mmws_ring_config *ring,
     t->wait = tcfg->wait;
     t->snap_ms = tcfg->snapshot_interval_ms;
     t->snap_len = snap_len;
-    mmws__timer_init(loop, &t->t_snap, on_snap_timer, t);
     mmws_ring_config sq;
     mmws_ring_config_default(&sq);
     sq.capacity = tcfg->send_queue_messages;
@@ -247,11 +246,12 @@ int mmws__thread_start(mmws_loop *loop, const mmws_ring_config *ring,
         mmws__set_last_error(err);
         return MMWS_ESYS;
     }
-    if (mmws__timer_start(&t->t_snap, t->snap_ms * MS)) {
+    if (mmws__timer_init(loop, &t->t_snap, on_snap_timer, t)) {
         thread_free(t);
-        mmws__set_last_error("threaded mode: out of memory");
+        mmws__set_last_error("threaded mode: out of memory (timer)");
         return MMWS_ENOMEM;
     }
+    mmws__timer_start(&t->t_snap, t->snap_ms * MS);
     publish(t, 1);
 
     pthread_attr_t attr;
