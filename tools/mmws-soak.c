@@ -60,6 +60,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -353,11 +354,15 @@ static int inject(soak *s, uint64_t now, uint64_t fault_ns, unsigned burst_x) {
     return 0;
 }
 
-/* Resident set size in KiB (/proc/self/statm), or 0. Under ASan the
- * allocator is purged first, so every reading (status lines included) is
- * the same measure as the bound's. */
+/* Resident set size in KiB (/proc/self/statm), or 0. The allocator gives
+ * its free pages back first (ASan's purge, or glibc's malloc_trim), so
+ * every reading (status lines included) is the same measure as the
+ * bound's. */
 static uint64_t rss_kb(void) {
-    if (__sanitizer_purge_allocator) __sanitizer_purge_allocator();
+    if (__sanitizer_purge_allocator)
+        __sanitizer_purge_allocator();
+    else
+        malloc_trim(0); /* glibc: free pages back, the same measure */
     FILE *f = fopen("/proc/self/statm", "r");
     unsigned long long size = 0, res = 0;
     if (!f) return 0;

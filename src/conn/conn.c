@@ -56,6 +56,7 @@ struct mmws_conn {
     mmws__io io;                   /* watcher on fd */
     mmws__transport *tr;           /* transport once TCP is up */
     mmws__tls_ctx *tls_ctx;        /* shared by all attempts (wss only) */
+    int tls_failed;                /* the last TLS handshake failed */
     mmws__transport_factory make_tr; /* test hook replacing DNS + TCP (+ TLS),
                                       NULL normally */
     void *make_tr_user;            /* make_tr's argument */
@@ -1038,6 +1039,7 @@ static void tcp_connected(mmws_conn *c) {
             conn_fail(c, MMWS_ETLS, "TLS: %s", detail);
             return;
         }
+        c->tls_failed = 0;
         set_phase(c, MMWS_PHASE_TLS);
         want(c, MMWS__IO_READ | MMWS__IO_WRITE);
         return;
@@ -1088,6 +1090,7 @@ static void on_io(mmws__io *io, unsigned events) {
         } else if (rc == MMWS_EWANTWRITE) {
             want(c, MMWS__IO_READ | MMWS__IO_WRITE);
         } else {
+            c->tls_failed = 1; /* seen by on_state (a pool) */
             conn_fail(c, MMWS_ETLS, "TLS: %s", c->tr->detail);
             /* An allocation that failed inside OpenSSL can leave the
              * context unusable for good (a trusted certificate kept
@@ -1121,6 +1124,20 @@ static void on_io(mmws__io *io, unsigned events) {
 
 int mmws_conn_new(mmws_loop *loop, const mmws_conn_config *cfg,
                   mmws_on_message on_message, void *user, mmws_conn **out) {
+    return mmws__conn_new_shared(loop, cfg, on_message, user, NULL, out);
+}
+
+mmws__tls_ctx *mmws__conn_tls_ctx(const mmws_conn *c) {
+    return c ? c->tls_ctx : NULL;
+}
+
+int mmws__conn_tls_failed(const mmws_conn *c) {
+    return c ? c->tls_failed : 0;
+}
+
+int mmws__conn_new_shared(mmws_loop *loop, const mmws_conn_config *cfg,
+                          mmws_on_message on_message, void *user,
+                          mmws__tls_ctx *tls, mmws_conn **out) {
     char err[MMWS__ERR_LEN];
     if (!loop || !cfg || !on_message || !out) {
         mmws__set_last_error("mmws_conn_new: loop, cfg, on_message and out "
@@ -1160,7 +1177,9 @@ int mmws_conn_new(mmws_loop *loop, const mmws_conn_config *cfg,
     if (mmws_random_bytes(&c->jitter, sizeof c->jitter) || !c->jitter)
         c->jitter = 0x9E3779B97F4A7C15ull ^ c->cfg.pub.conn_id;
     c->st.latency_ms = c->st.latency_ema_ms = 1000.0;
-    if (c->cfg.url.secure) {
+    if (c->cfg.url.secure && tls) {
+        c->tls_ctx = mmws__tls_ctx_ref(tls);
+    } else if (c->cfg.url.secure) {
         char detail[MMWS__DETAIL_LEN] = "";
         rc = make_tls_ctx(c, detail, sizeof detail);
         if (rc) {

@@ -72,5 +72,22 @@ void mmws__conn_set_transport_factory(mmws_conn *c,
                                       mmws__transport_factory make,
                                       void *user);
 
+/*
+ * mmws_conn_new, but a wss:// connection holds a reference to tls (when
+ * not NULL) instead of building its own context. A context that fails a
+ * handshake is still dropped and the next attempt builds the connection's
+ * own (see conn.c).
+ */
+int mmws__conn_new_shared(mmws_loop *loop, const mmws_conn_config *cfg,
+                          mmws_on_message on_message, void *user,
+                          mmws__tls_ctx *tls, mmws_conn **out);
+
+/* The TLS context c holds now (NULL for ws:// or between a failed
+ * handshake and the next attempt); the caller may take a reference. */
+mmws__tls_ctx *mmws__conn_tls_ctx(const mmws_conn *c);
+
+/* 1 if c's last TLS handshake failed (set before the failure's on_state;
+ * c then drops its context and its next attempt builds its own). */
+int mmws__conn_tls_failed(const mmws_conn *c);
 
 #endif /* MMWS_CONN_INTERNAL_H */

@@ -39,6 +39,8 @@ struct mmws__tls_ctx {
     SSL_CTX *ssl_ctx;     /* settings and trust store shared by connections */
     BIO_METHOD *bio_meth; /* the socket BIO every connection's SSL uses */
     int verify;           /* 1: check the peer's chain and host name */
+    int refs;             /* holders (connections, a pool); one loop's
+                             thread only */
 };
 
 /* A TLS connection; handed out as its first member. */
@@ -224,6 +226,7 @@ mmws__tls_ctx *mmws__tls_ctx_new(const mmws__tls_config *cfg, char *detail,
         mmws__detail(detail, detail_len, "out of memory");
         return NULL;
     }
+    ctx->refs = 1;
     ctx->verify = cfg->verify != 0;
     ctx->ssl_ctx = SSL_CTX_new(TLS_client_method());
     if (ctx->ssl_ctx == NULL) {
@@ -317,10 +320,17 @@ fail:;
     return NULL;
 }
 
-/* Frees the context; every transport made from it must be destroyed first
- * (they share its BIO method). NULL is a no-op. */
+/* One more holder of ctx; returns ctx. */
+mmws__tls_ctx *mmws__tls_ctx_ref(mmws__tls_ctx *ctx) {
+    ctx->refs++;
+    return ctx;
+}
+
+/* Drops one holder; the last frees the context, and every transport made
+ * from it must be destroyed first (they share its BIO method). NULL is a
+ * no-op. */
 void mmws__tls_ctx_free(mmws__tls_ctx *ctx) {
-    if (ctx == NULL) return;
+    if (ctx == NULL || --ctx->refs > 0) return;
     SSL_CTX_free(ctx->ssl_ctx);
     if (ctx->bio_meth != NULL) BIO_meth_free(ctx->bio_meth);
     free(ctx);

@@ -83,6 +83,11 @@ typedef struct mmws__tls_ctx mmws__tls_ctx;
  */
 mmws__tls_ctx *mmws__tls_ctx_new(const mmws__tls_config *cfg, char *detail,
                                  size_t detail_len);
+/* A context is shared by reference (one loop's thread only): building one
+ * loads the trust store, with the system's bundle ~225,000 allocations and
+ * ~26 ms, so a pool builds it once for all its connections. _ref adds a
+ * holder and returns ctx; _free drops one and frees with the last. */
+mmws__tls_ctx *mmws__tls_ctx_ref(mmws__tls_ctx *ctx);
 void mmws__tls_ctx_free(mmws__tls_ctx *ctx);
 
 /*
