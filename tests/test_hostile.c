@@ -611,7 +611,8 @@ static void sixteen_mib(void) {
  * holds, so B held forever (and kept its eviction victim open).
  */
 typedef struct trio {
-    int lfd, port, fds[3];
+    int lfd, port, fds[8];
+    size_t nfds;
     pthread_t th;
     _Atomic int step, done_step;
 } trio;
@@ -625,21 +626,37 @@ static void trio_send(int fd, unsigned from, unsigned to) {
     }
 }
 
-static void *trio_main(void *arg) {
-    trio *t = arg;
-    for (int i = 0; i < 3; i++) {
-        t->fds[i] = accept(t->lfd, NULL, NULL);
-        char req[4096];
-        size_t got = 0;
-        while (t->fds[i] >= 0 && got < sizeof req - 1) {
-            if (srv_read(t->fds[i], req + got, 1, 5000)) break;
-            req[++got] = '\0';
-            if (got >= 4 && memcmp(req + got - 4, "\r\n\r\n", 4) == 0) {
-                srv_answer_upgrade(t->fds[i], req);
-                break;
-            }
+/* Accepts the next connection (waiting up to 10 s), answers its upgrade
+ * and appends it to fds (-1 if none came). */
+static void trio_accept(trio *t) {
+    struct pollfd pf = {t->lfd, POLLIN, 0};
+    int fd = poll(&pf, 1, 10000) == 1 ? accept(t->lfd, NULL, NULL) : -1;
+    char req[4096];
+    size_t got = 0;
+    while (fd >= 0 && got < sizeof req - 1) {
+        if (srv_read(fd, req + got, 1, 5000)) break;
+        req[++got] = '\0';
+        if (got >= 4 && memcmp(req + got - 4, "\r\n\r\n", 4) == 0) {
+            srv_answer_upgrade(fd, req);
+            break;
         }
     }
+    if (t->nfds < sizeof t->fds / sizeof t->fds[0])
+        t->fds[t->nfds++] = fd;
+    else if (fd >= 0)
+        close(fd);
+}
+
+static void trio_cut(trio *t, size_t i) {
+    if (t->fds[i] < 0) return;
+    shutdown(t->fds[i], SHUT_RDWR);
+    close(t->fds[i]);
+    t->fds[i] = -1;
+}
+
+static void *trio_main(void *arg) {
+    trio *t = arg;
+    for (int i = 0; i < 3; i++) trio_accept(t);
     atomic_store(&t->done_step, 0);
     for (;;) {
         int st = atomic_load(&t->step);
@@ -657,21 +674,38 @@ static void *trio_main(void *arg) {
         case 11: trio_send(t->fds[0], 1, 3); break;  /* A: joins */
         case 12: trio_send(t->fds[1], 6, 7); break;  /* B: ahead, holds */
         case 13: trio_send(t->fds[2], 4, 7); break;  /* C: holds from 4 */
-        case 14:                                      /* A is cut */
-            shutdown(t->fds[0], SHUT_RDWR);
-            close(t->fds[0]);
-            t->fds[0] = -1;
-            break;
+        case 14: trio_cut(t, 0); break;               /* A is cut */
         case 15:                                      /* both go on */
             trio_send(t->fds[1], 8, 8);
             trio_send(t->fds[2], 8, 8);
+            break;
+        /* pool_takeover_from_closing */
+        case 21:              /* all join; B's copies come 500 ms late */
+            trio_send(t->fds[0], 1, 3);
+            trio_send(t->fds[2], 1, 3);
+            usleep(500000);
+            trio_send(t->fds[1], 1, 3);
+            break;
+        case 22:   /* B (slowest) is evicted: R replaces it and joins */
+            trio_accept(t);
+            trio_send(t->fds[0], 4, 5);
+            trio_send(t->fds[3], 4, 5);
+            break;
+        case 23:   /* B's close goes unanswered; A, C and R are cut */
+            trio_cut(t, 0);
+            trio_cut(t, 2);
+            trio_cut(t, 3);
+            break;
+        case 24:   /* their replacements: the first speaks */
+            for (int i = 0; i < 3; i++) trio_accept(t);
+            trio_send(t->fds[4], 6, 7);
             break;
         default: break;
         }
         atomic_store(&t->done_step, st);
         if (st == 99) break;
     }
-    for (int i = 0; i < 3; i++)
+    for (size_t i = 0; i < t->nfds; i++)
         if (t->fds[i] >= 0) close(t->fds[i]);
     return NULL;
 }
@@ -701,7 +735,8 @@ typedef struct trio_step {
 /* Runs the trio server through plan against a pool of 3; after each step
  * the delivered count and the held count must be the plan's, and the
  * messages delivered are 1, 2, 3, ... in order. */
-static void trio_run(const trio_step *plan, size_t nplan) {
+static void trio_run(const trio_step *plan, size_t nplan,
+                     uint32_t evict_s) {
     trio t;
     memset(&t, 0, sizeof t);
     atomic_init(&t.step, 0);
@@ -723,10 +758,12 @@ static void trio_run(const trio_step *plan, size_t nplan) {
     mmws_conn_config_default(&cfg, url);
     cfg.allow_plaintext = 1;
     cfg.latency_ping_interval_ms = 0;
+    /* A close the server does not answer stays unanswered for the test. */
+    cfg.close_timeout_ms = 600000;
     mmws_pool_config pc;
     mmws_pool_config_default(&pc);
     pc.num_connections = 3;
-    pc.evict_interval_s = 3600;
+    pc.evict_interval_s = evict_s ? evict_s : 3600;
     pc.key_fn = trio_key;
     mmws_loop *loop = mmws_loop_new(NULL);
     mmws_pool *p = NULL;
@@ -766,7 +803,7 @@ static void trio_run(const trio_step *plan, size_t nplan) {
 static void pool_hold_chain(void) {
     static const trio_step plan[] = {
         {1, 3, 0}, {2, 3, 3}, {3, 3, 11}, {4, 12, 0}, {5, 13, 0}};
-    trio_run(plan, sizeof plan / sizeof plan[0]);
+    trio_run(plan, sizeof plan / sizeof plan[0], 0);
 }
 
 /*
@@ -780,7 +817,22 @@ static void pool_hold_chain(void) {
 static void pool_takeover_order(void) {
     static const trio_step plan[] = {
         {11, 3, 0}, {12, 3, 2}, {13, 3, 6}, {14, 7, 0}, {15, 8, 0}};
-    trio_run(plan, sizeof plan / sizeof plan[0]);
+    trio_run(plan, sizeof plan / sizeof plan[0], 0);
+}
+
+/*
+ * A joined connection that is closing drops what it receives, so it does
+ * not carry the stream. B (the slowest) is evicted: its replacement R
+ * joins and B's close is sent, which the server never answers. A, C and R
+ * are then cut, and the first of their replacements speaks: with nobody
+ * carrying the stream it must join at once. Before the fix B, closing,
+ * counted as carrying: the new connection held 6 and 7 until B's close
+ * timed out (close_timeout_ms, here 10 minutes).
+ */
+static void pool_takeover_from_closing(void) {
+    static const trio_step plan[] = {
+        {21, 3, 0}, {22, 5, 0}, {23, 5, 0}, {24, 7, 0}};
+    trio_run(plan, sizeof plan / sizeof plan[0], 2);
 }
 
 int main(void) {
@@ -795,5 +847,6 @@ int main(void) {
     RUN(sixteen_mib);
     RUN(pool_hold_chain);
     RUN(pool_takeover_order);
+    RUN(pool_takeover_from_closing);
     return TEST_END("test_hostile");
 }

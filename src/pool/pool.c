@@ -278,14 +278,20 @@ static int join(mmws_pool *p, pslot *s) {
     return rc;
 }
 
-/* 1 if some other live connection already carries the stream. */
+/* 1 if o carries the stream: joined and open. A joined connection that
+ * is closing (an eviction or rotation victim waiting for the server's
+ * close echo, up to close_timeout_ms) drops what it receives, so it no
+ * longer counts: counting it made the joining connections hold
+ * everything until its close ended. */
+static int carries(const pslot *o) {
+    return o->joined && !o->dead &&
+           mmws_conn_phase(o->conn) == MMWS_PHASE_OPEN;
+}
+
+/* 1 if some other connection carries the stream. */
 static int others_joined(const mmws_pool *p, const pslot *s) {
-    for (size_t i = 0; i < p->nslots; i++) {
-        const pslot *o = p->slots[i];
-        if (o != s && o->joined && !o->dead &&
-            mmws_conn_state(o->conn) == MMWS_CONNECTED)
-            return 1;
-    }
+    for (size_t i = 0; i < p->nslots; i++)
+        if (p->slots[i] != s && carries(p->slots[i])) return 1;
     return 0;
 }
 
@@ -609,12 +615,7 @@ static void on_tick(mmws__timer *t) {
     }
     p->nslots = j;
     /* Nobody carries the stream: the joining connections take it over. */
-    int any_joined = 0;
-    for (size_t i = 0; i < p->nslots; i++)
-        if (p->slots[i]->joined &&
-            mmws_conn_state(p->slots[i]->conn) == MMWS_CONNECTED)
-            any_joined = 1;
-    if (!any_joined && takeover(p) < 0) return;
+    if (!others_joined(p, NULL) && takeover(p) < 0) return;
 
     /* Rotation: one old connection at a time, make-before-break. */
     if (p->pcfg.max_connection_age_s) {
