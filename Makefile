@@ -3,7 +3,7 @@
 
 BUILD        ?= build
 PREFIX       ?= /usr/local
-FUZZ_SECONDS ?= 60
+FUZZ_SECONDS ?= 600
 JOBS         ?= $(shell nproc)
 export BUILD JOBS FUZZ_SECONDS
 MAKEFLAGS += --no-print-directory

@@ -5,7 +5,7 @@
 set -euo pipefail
 BUILD=${BUILD:-build}
 JOBS=${JOBS:-$(nproc)}
-SECS=${FUZZ_SECONDS:-60}
+SECS=${FUZZ_SECONDS:-600}
 dir=$BUILD/fuzz
 CC=clang cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMMWS_FUZZ=ON \
     -DMMWS_SANITIZE=address,undefined -DMMWS_BUILD_TESTS=OFF \
