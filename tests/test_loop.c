@@ -836,7 +836,6 @@ static void test_small_batches(void) {
     mmws_loop_free(loop);
 }
 
-/* Runs every case; the alarm turns a hang into a failure. */
 /* Counts its runs (data: an int). */
 static void count_cb(mmws__timer *t) { (*(int *)t->data)++; }
 
@@ -876,6 +875,7 @@ static void test_timer_registration(void) {
     mmws_loop_free(loop);
 }
 
+/* Runs every case; the alarm turns a hang into a failure. */
 int main(void) {
     alarm(120);
     RUN(test_config);
